@@ -1,0 +1,45 @@
+# Two commands on a fresh clone: `make demo` and `make test`. Both run `setup` first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Thread hygiene on a 2-core machine: one BLAS/OpenMP thread per process unless told otherwise.
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+DEMO_DIR ?= data/demo
+
+.PHONY: setup demo test test-all lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' \
+		|| { echo "error: the virtualenv must use Python 3.11 (set PYTHON=/path/to/python3.11 and run 'make clean setup')"; exit 2; }
+	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+	$(BIN)/python -m pip install -q -e '.[train,serve,dev]' 2>&1 | grep -v "is ignored"; test $${PIPESTATUS[0]} -eq 0
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/recsys demo --out $(DEMO_DIR)
+
+test: setup
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy engine feature_store training serving cli
+
+bench: setup
+	$(BIN)/python -m pytest -m slow -q
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,452 @@
+"""Validate the canonical tables: types, required values, ranges, uniqueness, references.
+
+Every problem is reported with the file, the row (the line number for CSV files, counting the
+header as line 1; the 1-based row number for Parquet), the column and a reason. A row with any
+problem is rejected as a whole: it is kept out of the returned frames and written, with its
+original cells and all its reasons, to ``<rejects_dir>/<table>.csv``. Nothing is dropped
+silently: ``rows_read == rows_valid + rows_rejected`` for every table.
+
+Rules (one reason string each; the value that failed is reported beside it):
+- a required column missing from the file: the whole dataset is unusable (DataError);
+- a required cell empty: ``missing value``;
+- a cell of the wrong type: ``not a number``, ``not an integer``, ``not a boolean``,
+  ``not a date (YYYY-MM-DD)``, ``not a timestamp (ISO 8601)``, ``not a finite number``;
+- ranges: ``negative price``, ``zero quantity``, ``negative points balance``,
+  ``timestamp in the future``, ``date in the future``, ``amount sign disagrees with quantity``,
+  ``unknown tier``;
+- uniqueness: ``duplicate member_id`` / ``duplicate item_id`` (later occurrences; the first is
+  kept), ``duplicate row`` (a purchase line identical in every column to an earlier one);
+- references: ``unknown member_id`` / ``unknown item_id`` (not among the valid rows of members /
+  items; a reference to a rejected row is reported as such).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from feature_store.dataset import Dataset, LoadOptions, read_raw, table_path
+from feature_store.schema import ITEMS, MEMBERS, PURCHASES, TAG_SEPARATOR, Col, Kind, TableSpec
+
+_ROW = "__row"  # 0-based position of the row in its file
+_REASONS = "__reasons"  # list of "column: reason (value)" strings per row
+
+_DATETIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+_DATETIME_TZ_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
+_TRUE = ("true", "t", "1", "yes", "y")
+_FALSE = ("false", "f", "0", "no", "n")
+
+
+@dataclass(frozen=True, slots=True)
+class TableReport:
+    table: str
+    file: Path
+    rows_read: int
+    rows_valid: int
+    #: one row per problem: line, column, reason, value
+    problems: pl.DataFrame
+    ignored_columns: tuple[str, ...]
+    rejects_file: Path | None
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.rows_read - self.rows_valid
+
+    def location(self, row: int) -> str:
+        """Human location of a 0-based row: CSV line number or Parquet row number."""
+        return f"row {row + 1}" if self.file.name.endswith(".parquet") else f"line {row + 2}"
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationReport:
+    folder: Path
+    tables: dict[str, TableReport] = field(default_factory=dict)
+    rejects_dir: Path | None = None
+
+    @property
+    def rejected_count(self) -> int:
+        return sum(t.rows_rejected for t in self.tables.values())
+
+    def counts_by_reason(self) -> dict[str, int]:
+        """``"table.column: reason" -> number of problems``, most frequent first."""
+        counts: Counter[str] = Counter()
+        for t in self.tables.values():
+            if t.problems.height:
+                grouped = t.problems.group_by("column", "reason").len()
+                for column, reason, n in grouped.iter_rows():
+                    counts[f"{t.table}.{column}: {reason}"] += n
+        return dict(counts.most_common())
+
+    def problems(self, limit: int | None = None) -> list[str]:
+        """Problems as one-line messages naming file, line/row, column, reason and value."""
+        lines: list[str] = []
+        for t in self.tables.values():
+            frame = t.problems if limit is None else t.problems.head(limit)
+            for row, column, reason, value in frame.iter_rows():
+                if value is None:
+                    shown = ""
+                elif reason.startswith("duplicate"):
+                    shown = f" ({value})"
+                else:
+                    shown = f" (got {value!r})"
+                lines.append(f"{t.file.name} {t.location(row)}, column {column}: {reason}{shown}")
+        return lines if limit is None else lines[:limit]
+
+    def summary(self, examples: int = 5) -> str:
+        out = [f"dataset {self.folder}"]
+        for t in self.tables.values():
+            out.append(
+                f"  {t.table:<10} {t.rows_read:>12,} rows read  {t.rows_valid:>12,} valid  "
+                f"{t.rows_rejected:>10,} rejected   ({t.file.name})"
+            )
+            if t.ignored_columns:
+                out.append(f"    ignored unknown column(s): {', '.join(t.ignored_columns)}")
+        if self.rejected_count:
+            out.append("rejected rows by reason:")
+            out.extend(f"  {n:>10,}  {key}" for key, n in self.counts_by_reason().items())
+            out.append("first problems:")
+            out.extend(f"  {line}" for line in self.problems(limit=examples))
+            if self.rejects_dir is not None:
+                out.append(f"rejected rows with their reasons: {self.rejects_dir}/<table>.csv")
+        else:
+            out.append("no problems found")
+        return "\n".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    dataset: Dataset
+    report: ValidationReport
+
+
+# --------------------------------------------------------------------------- typing of cells
+
+
+def _problem(cond: pl.Expr, column: str, reason: str, value: pl.Expr | None = None) -> pl.Expr:
+    """An expression giving ``column: reason`` text where ``cond`` holds, else null."""
+    text = pl.lit(f"{column}\x1f{reason}\x1f")
+    if value is not None:
+        text = text + value.cast(pl.String).fill_null("")
+    return pl.when(cond).then(text).otherwise(None)
+
+
+def _parse_datetime(raw: pl.Expr) -> pl.Expr:
+    naive = pl.coalesce(
+        [raw.str.to_datetime(f, strict=False, time_unit="us") for f in _DATETIME_FORMATS]
+    )
+    aware = pl.coalesce(
+        [
+            raw.str.replace(r"Z$", "+00:00")
+            .str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
+            .dt.replace_time_zone(None)
+            for f in _DATETIME_TZ_FORMATS
+        ]
+    )
+    return pl.coalesce([naive, aware])
+
+
+def _typed(column: str, kind: Kind, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, type problem) expressions for one column of whatever input dtype."""
+    c = pl.col(column)
+    value: pl.Expr
+    if dtype == kind.dtype:
+        if kind is Kind.FLOAT:
+            return c, _problem(c.is_not_null() & ~c.is_finite(), column, "not a finite number", c)
+        if kind in (Kind.ID, Kind.TEXT):
+            stripped = c.str.strip_chars()
+            return pl.when(stripped == "").then(None).otherwise(stripped), pl.lit(None)
+        return c, pl.lit(None)
+    if kind is Kind.TAGS and isinstance(dtype, pl.List):
+        return c.cast(pl.List(pl.String)), pl.lit(None)
+    if isinstance(dtype, pl.Datetime) and kind is Kind.DATETIME:
+        value = c.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if dtype.time_zone else c
+        return value.cast(pl.Datetime("us")), pl.lit(None)
+    if isinstance(dtype, pl.Date) and kind is Kind.DATETIME:
+        return c.cast(pl.Datetime("us")), pl.lit(None)
+    if dtype.is_integer() and kind in (Kind.ID, Kind.TEXT):
+        return c.cast(pl.String), pl.lit(None)
+    if dtype.is_numeric() and kind in (Kind.FLOAT, Kind.INT):
+        cast: pl.Expr = c.cast(kind.dtype, strict=False)
+        reason = "not an integer" if kind is Kind.INT else "not a number"
+        bad = c.is_not_null() & (cast.is_null() | (cast.cast(pl.Float64) != c.cast(pl.Float64)))
+        return cast, _problem(bad, column, reason, c)
+
+    # Everything else is parsed from text (CSV cells are always text).
+    raw = c.cast(pl.String).str.strip_chars()
+    raw = pl.when(raw == "").then(None).otherwise(raw)
+    present = raw.is_not_null()
+    if kind in (Kind.ID, Kind.TEXT):
+        return raw, pl.lit(None)
+    if kind is Kind.TAGS:
+        tags = raw.str.split(TAG_SEPARATOR).list.eval(pl.element().str.strip_chars())
+        return tags.list.eval(pl.element().filter(pl.element() != "")), pl.lit(None)
+    if kind is Kind.FLOAT:
+        value = raw.cast(pl.Float64, strict=False)
+        problem = pl.coalesce(
+            _problem(present & value.is_null(), column, "not a number", raw),
+            _problem(value.is_not_null() & ~value.is_finite(), column, "not a finite number", raw),
+        )
+        return value, problem
+    if kind is Kind.INT:
+        value = raw.cast(pl.Int64, strict=False)
+        return value, _problem(present & value.is_null(), column, "not an integer", raw)
+    if kind is Kind.BOOL:
+        low = raw.str.to_lowercase()
+        value = pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False)
+        return value, _problem(present & value.is_null(), column, "not a boolean", raw)
+    if kind is Kind.DATE:
+        value = raw.str.to_date("%Y-%m-%d", strict=False)
+        return value, _problem(present & value.is_null(), column, "not a date (YYYY-MM-DD)", raw)
+    if kind is Kind.DATETIME:
+        value = _parse_datetime(raw)
+        return value, _problem(present & value.is_null(), column, "not a timestamp (ISO 8601)", raw)
+    raise AssertionError(f"unhandled kind {kind}")  # pragma: no cover - Kind is closed
+
+
+def _type_table(raw: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """Typed columns of ``spec`` plus _ROW and _REASONS (list of type/required problems)."""
+    typed: list[pl.Expr] = []
+    problems: list[pl.Expr] = []
+    for col in spec.columns:
+        if col.name not in raw.columns:
+            typed.append(pl.lit(None, dtype=col.kind.dtype).alias(col.name))
+            continue
+        value, problem = _typed(col.name, col.kind, raw.schema[col.name])
+        typed.append(value.alias(col.name))
+        problems.append(problem)
+        if col.required:
+            problems.append(
+                _problem(value.is_null() & problem.is_null(), col.name, "missing value")
+            )
+    frame = raw.with_row_index(_ROW).select(
+        pl.col(_ROW),
+        *typed,
+        pl.concat_list(problems).list.drop_nulls().alias(_REASONS) if problems else pl.lit([]),
+    )
+    return frame
+
+
+def _add_problems(frame: pl.DataFrame, *checks: pl.Expr) -> pl.DataFrame:
+    if not checks:
+        return frame
+    new = pl.concat_list(list(checks)).list.drop_nulls()
+    return frame.with_columns(pl.col(_REASONS).list.concat(new))
+
+
+def _duplicates(frame: pl.DataFrame, key: str | list[str], reason: str) -> pl.Expr:
+    """Problem for every occurrence after the first among rows sharing ``key`` (valid-typed rows)."""
+    keys = [key] if isinstance(key, str) else key
+    first = pl.col(_ROW).min().over(keys)
+    not_null = pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
+    column = keys[0] if len(keys) == 1 else "*"
+    # Report the first occurrence as a 0-based row; the report adds the file's line offset.
+    return _problem(not_null & (pl.col(_ROW) != first), column, reason, first)
+
+
+# --------------------------------------------------------------------------- per-table rules
+
+
+def _range_checks(spec: TableSpec, options: LoadOptions, now: datetime) -> list[pl.Expr]:
+    tiers = list(options.tiers)
+    future_ts = pl.lit(now, dtype=pl.Datetime("us"))
+    if spec is MEMBERS:
+        return [
+            _problem(pl.col(Col.JOINED_AT) > future_ts, Col.JOINED_AT, "timestamp in the future", pl.col(Col.JOINED_AT)),
+            _problem(pl.col(Col.BIRTH_DATE) > pl.lit(now.date()), Col.BIRTH_DATE, "date in the future", pl.col(Col.BIRTH_DATE)),
+            _problem(pl.col(Col.POINTS_BALANCE) < 0, Col.POINTS_BALANCE, "negative points balance", pl.col(Col.POINTS_BALANCE)),
+            _problem(pl.col(Col.TIER).is_not_null() & ~pl.col(Col.TIER).is_in(tiers), Col.TIER, "unknown tier", pl.col(Col.TIER)),
+        ]  # fmt: skip
+    if spec is ITEMS:
+        return [
+            _problem(pl.col(Col.PRICE) < 0, Col.PRICE, "negative price", pl.col(Col.PRICE)),
+            _problem(pl.col(Col.MIN_TIER).is_not_null() & ~pl.col(Col.MIN_TIER).is_in(tiers), Col.MIN_TIER, "unknown tier", pl.col(Col.MIN_TIER)),
+        ]  # fmt: skip
+    q, a = pl.col(Col.QUANTITY), pl.col(Col.AMOUNT)
+    return [
+        _problem(q == 0, Col.QUANTITY, "zero quantity", q),
+        _problem(pl.col(Col.TS) > future_ts, Col.TS, "timestamp in the future", pl.col(Col.TS)),
+        _problem(((q > 0) & (a < 0)) | ((q < 0) & (a > 0)), Col.AMOUNT, "amount sign disagrees with quantity", a),
+    ]  # fmt: skip
+
+
+def _reference_check(
+    frame: pl.DataFrame, column: str, table: str, valid: pl.DataFrame, all_ids: pl.Series
+) -> pl.DataFrame:
+    """Reject rows whose ``column`` is not a valid id; say when it points at a rejected row."""
+    valid_ids = valid.get_column(column).unique()
+    known = pl.col(column).is_in(valid_ids.implode())
+    in_file = pl.col(column).is_in(all_ids.unique().implode())
+    present = pl.col(column).is_not_null()
+    return _add_problems(
+        frame,
+        _problem(present & ~known & ~in_file, column, f"unknown {column}", pl.col(column)),
+        _problem(present & ~known & in_file, column, f"{column} refers to a rejected {table} row", pl.col(column)),
+    )  # fmt: skip
+
+
+def _split(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    bad = pl.col(_REASONS).list.len() > 0
+    return frame.filter(~bad), frame.filter(bad)
+
+
+def _problems_frame(rejected: pl.DataFrame) -> pl.DataFrame:
+    exploded = rejected.select(_ROW, _REASONS).explode(_REASONS)
+    parts = pl.col(_REASONS).str.split_exact("\x1f", 2)
+    return exploded.select(
+        pl.col(_ROW).cast(pl.Int64).alias("row"),
+        parts.struct.field("field_0").alias("column"),
+        parts.struct.field("field_1").alias("reason"),
+        pl.when(parts.struct.field("field_2") == "")
+        .then(None)
+        .otherwise(parts.struct.field("field_2"))
+        .alias("value"),
+    )
+
+
+def _describe_duplicates(problems: pl.DataFrame, is_csv: bool) -> pl.DataFrame:
+    """Turn the 0-based row of a first occurrence into the file's own line/row number."""
+    offset = 2 if is_csv else 1
+    unit = "line" if is_csv else "row"
+    first = pl.col("value").cast(pl.Int64, strict=False) + offset
+    is_dup = pl.col("reason").str.starts_with("duplicate")
+    return problems.with_columns(
+        pl.when(is_dup)
+        .then(pl.format("first seen at {} {}", pl.lit(unit), first))
+        .otherwise(pl.col("value"))
+        .alias("value")
+    )
+
+
+def _write_rejects(
+    raw: pl.DataFrame,
+    rejected: pl.DataFrame,
+    report_problems: pl.DataFrame,
+    path: Path,
+    is_csv: bool,
+) -> None:
+    """Original cells of each rejected row, with its line/row and all its reasons."""
+    offset = 2 if is_csv else 1
+    messages = (
+        report_problems.with_columns(
+            pl.concat_str(
+                pl.col("column"),
+                pl.lit(": "),
+                pl.col("reason"),
+                pl.when(pl.col("value").is_not_null())
+                .then(pl.format(" ({})", pl.col("value")))
+                .otherwise(pl.lit("")),
+            ).alias("msg")
+        )
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("msg").str.join("; ").alias("_reasons"))
+    )
+    text_cols = [
+        pl.col(c).list.join(TAG_SEPARATOR) if isinstance(raw.schema[c], pl.List) else pl.col(c).cast(pl.String)
+        for c in raw.columns
+    ]  # fmt: skip
+    original = raw.with_row_index("row").select(pl.col("row").cast(pl.Int64), *text_cols)
+    where = "_line" if is_csv else "_row"
+    out = (
+        original.join(rejected.select(pl.col(_ROW).cast(pl.Int64).alias("row")), on="row")
+        .join(messages, on="row", how="left")
+        .with_columns((pl.col("row") + offset).alias(where))
+        .sort(where)
+        .select(where, "_reasons", *raw.columns)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out.write_csv(path)
+
+
+def _finish(
+    spec: TableSpec,
+    file: Path,
+    raw: pl.DataFrame,
+    checked: pl.DataFrame,
+    rejects_dir: Path | None,
+) -> tuple[pl.DataFrame, TableReport]:
+    valid, rejected = _split(checked)
+    is_csv = not file.name.endswith(".parquet")
+    problems = _describe_duplicates(_problems_frame(rejected), is_csv)
+    rejects_file = None
+    if rejects_dir is not None:
+        rejects_file = rejects_dir / f"{spec.name}.csv"
+        rejects_file.unlink(missing_ok=True)
+        if rejected.height:
+            _write_rejects(raw, rejected, problems, rejects_file, is_csv)
+        else:
+            rejects_file = None
+    clean = valid.drop(_ROW, _REASONS)
+    if spec is ITEMS:
+        clean = clean.with_columns(pl.col(Col.ACTIVE).fill_null(True))
+    tag_fill = [pl.col(Col.TAGS).fill_null([])] if Col.TAGS in spec.column_names else []
+    clean = clean.with_columns(tag_fill)
+    report = TableReport(
+        table=spec.name,
+        file=file,
+        rows_read=raw.height,
+        rows_valid=clean.height,
+        problems=problems,
+        ignored_columns=tuple(c for c in raw.columns if c not in spec.column_names),
+        rejects_file=rejects_file,
+    )
+    return clean, report
+
+
+def validate_folder(
+    folder: Path, options: LoadOptions | None = None, rejects_dir: Path | None = None
+) -> LoadResult:
+    """Read and validate the dataset in ``folder``; return valid rows and the report."""
+    options = options or LoadOptions()
+    now = options.now or datetime.now()
+    folder = Path(folder)
+    if not folder.is_dir():
+        from feature_store.errors import DataError
+
+        raise DataError(f"{folder}: dataset folder not found")
+    files = {spec.name: table_path(folder, spec) for spec in (MEMBERS, ITEMS, PURCHASES)}
+    raws = {spec.name: read_raw(files[spec.name], spec) for spec in (MEMBERS, ITEMS, PURCHASES)}
+
+    frames: dict[str, pl.DataFrame] = {}
+    reports: dict[str, TableReport] = {}
+    for spec in (MEMBERS, ITEMS):
+        typed = _type_table(raws[spec.name], spec)
+        key = spec.key or spec.column_names[0]
+        checked = _add_problems(
+            typed,
+            *_range_checks(spec, options, now),
+            _duplicates(typed, key, f"duplicate {key}"),
+        )
+        frames[spec.name], reports[spec.name] = _finish(
+            spec, files[spec.name], raws[spec.name], checked, rejects_dir
+        )
+
+    typed = _type_table(raws[PURCHASES.name], PURCHASES)
+    checked = _add_problems(
+        typed,
+        *_range_checks(PURCHASES, options, now),
+        _duplicates(typed, list(PURCHASES.column_names), "duplicate row"),
+    )
+    members_all = _type_table(raws[MEMBERS.name], MEMBERS).get_column(Col.MEMBER_ID)
+    items_all = _type_table(raws[ITEMS.name], ITEMS).get_column(Col.ITEM_ID)
+    checked = _reference_check(
+        checked, Col.MEMBER_ID, MEMBERS.name, frames[MEMBERS.name], members_all
+    )
+    checked = _reference_check(checked, Col.ITEM_ID, ITEMS.name, frames[ITEMS.name], items_all)
+    frames[PURCHASES.name], reports[PURCHASES.name] = _finish(
+        PURCHASES, files[PURCHASES.name], raws[PURCHASES.name], checked, rejects_dir
+    )
+
+    dataset = Dataset(
+        members=frames[MEMBERS.name], items=frames[ITEMS.name], purchases=frames[PURCHASES.name]
+    )
+    return LoadResult(dataset, ValidationReport(folder, reports, rejects_dir))
