@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -30,7 +31,9 @@ def validate_cmd(
     """
     from feature_store.dataset import load_dataset, write_dataset
 
-    result = load_dataset(folder, rejects_dir=rejects if rejects is not None else folder / "rejects")
+    result = load_dataset(
+        folder, rejects_dir=rejects if rejects is not None else folder / "rejects"
+    )
     typer.echo(result.report.summary())
     if out is not None:
         write_dataset(result.dataset, out)
@@ -40,3 +43,65 @@ def validate_cmd(
             f"{result.report.rejected_count} row(s) rejected; reasons in {result.report.rejects_dir}",
             EXIT_BAD_INPUT,
         )
+
+
+import_app = typer.Typer(
+    help="Import real-world sources as canonical datasets.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+
+class TableFormat(StrEnum):
+    parquet = "parquet"
+    csv = "csv"
+
+
+FormatOption = Annotated[
+    TableFormat, typer.Option("--format", help="File format of the written tables.")
+]
+OutOption = Annotated[
+    Path,
+    typer.Option(
+        "--out",
+        help="Dataset folder to write (tables, rejects/import_rejects.csv, import_report.json).",
+    ),
+]
+
+
+@import_app.command("online-retail")
+@handles_errors
+def import_online_retail_cmd(
+    src: Annotated[Path, typer.Argument(help="UCI Online Retail file (.csv, .csv.gz, .parquet).")],
+    out: OutOption,
+    fmt: FormatOption = TableFormat.parquet,
+) -> None:
+    """Import UCI Online Retail: every line kept as a purchase or rejected with a reason."""
+    from cli.progress import steps
+    from feature_store.importers import import_online_retail
+
+    with steps("importing Online Retail") as step:
+        report = import_online_retail(src, out, fmt.value, progress=step)
+    typer.echo(report.summary())
+    typer.echo(f"dataset written to {out}")
+
+
+@import_app.command("csv")
+@handles_errors
+def import_csv_cmd(
+    file: Annotated[
+        Path, typer.Argument(help="Purchase log: member_id,item_id,ts[,quantity,amount,order_id].")
+    ],
+    out: OutOption,
+    fmt: FormatOption = TableFormat.parquet,
+    ignore_extra: Annotated[
+        bool, typer.Option("--ignore-extra", help="Ignore columns other than the known ones.")
+    ] = False,
+) -> None:
+    """Import a generic purchase log: bad rows rejected with line, column and reason."""
+    from cli.progress import steps
+    from feature_store.importers import import_csv_log
+
+    with steps("importing purchase log") as step:
+        report = import_csv_log(file, out, fmt.value, ignore_extra=ignore_extra, progress=step)
+    typer.echo(report.summary())
+    typer.echo(f"dataset written to {out}")

@@ -140,7 +140,11 @@ def _problem(cond: pl.Expr, column: str, reason: str, value: pl.Expr | None = No
     return pl.when(cond).then(text).otherwise(None)
 
 
-def _parse_datetime(raw: pl.Expr) -> pl.Expr:
+def parse_datetime(raw: pl.Expr) -> pl.Expr:
+    """Parse ISO 8601 text (date, date-time, optional fraction and offset) to naive Datetime("us").
+
+    Offsets are converted to UTC; unparseable text gives null.
+    """
     naive = pl.coalesce(
         [raw.str.to_datetime(f, strict=False, time_unit="us") for f in _DATETIME_FORMATS]
     )
@@ -208,7 +212,7 @@ def _typed(column: str, kind: Kind, dtype: pl.DataType) -> tuple[pl.Expr, pl.Exp
         value = raw.str.to_date("%Y-%m-%d", strict=False)
         return value, _problem(present & value.is_null(), column, "not a date (YYYY-MM-DD)", raw)
     if kind is Kind.DATETIME:
-        value = _parse_datetime(raw)
+        value = parse_datetime(raw)
         return value, _problem(present & value.is_null(), column, "not a timestamp (ISO 8601)", raw)
     raise AssertionError(f"unhandled kind {kind}")  # pragma: no cover - Kind is closed
 
