@@ -10,6 +10,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from engine.errors import EngineError
 from feature_store.errors import FeatureStoreError
 
 #: 0: success. 1: the input data or configuration is bad (one-line reason on stderr).
@@ -33,7 +34,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 def known_errors() -> Iterator[None]:
     try:
         yield
-    except (FeatureStoreError, FileNotFoundError) as exc:
+    except (FeatureStoreError, EngineError, FileNotFoundError) as exc:
         raise fail(str(exc)) from None
 
 
