@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -105,3 +107,36 @@ def import_csv_cmd(
         report = import_csv_log(file, out, fmt.value, ignore_extra=ignore_extra, progress=step)
     typer.echo(report.summary())
     typer.echo(f"dataset written to {out}")
+
+
+@app.command("synth")
+@handles_errors
+def synth_cmd(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder to write.")],
+    members: Annotated[int, typer.Option(min=1, help="Number of members.")] = 10_000,
+    items: Annotated[int, typer.Option(min=1, help="Number of items.")] = 2_000,
+    purchases: Annotated[
+        int, typer.Option(min=0, help="Purchase rows, returns included (exact).")
+    ] = 200_000,
+    seed: Annotated[int, typer.Option(min=0, help="Random seed: same seed, same bytes.")] = 0,
+    fmt: FormatOption = TableFormat.parquet,
+    end_date: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last day of the data [default: 2025-12-31]."),
+    ] = None,
+) -> None:
+    """Generate a synthetic dataset with planted structure, plus its ground truth.
+
+    Writes members, items and purchases to OUT and what was planted (taste clusters, item
+    vectors, popularity, staples, synth.json with every parameter) to OUT/ground_truth.
+    See docs/synthetic_data.md.
+    """
+    from cli.progress import steps
+    from feature_store.synthetic import SynthConfig, write_synthetic
+
+    cfg = SynthConfig(members=members, items=items, purchases=purchases, seed=seed)
+    if end_date is not None:
+        cfg = replace(cfg, end_date=end_date.date())
+    with steps("generating synthetic data") as step:
+        summary = write_synthetic(cfg, out, fmt.value, progress=step)
+    typer.echo("\n".join(summary.lines()))
