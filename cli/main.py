@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data
+from cli import data, demo, features
 
 app = typer.Typer(
     name="recsys",
@@ -17,6 +17,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data.app, name="data")
+app.command("demo")(demo.demo)
+app.add_typer(features.app, name="features")
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, log_path=False)
 
 
 @contextmanager

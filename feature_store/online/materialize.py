@@ -1,0 +1,415 @@
+"""Load a feature snapshot into the Redis online store and switch readers to it atomically.
+
+1. Read and check manifest.json, members.parquet and recent_purchases.parquet.
+2. Take a new version id (INCR), mark it as loading, and bulk-write every profile and recent
+   list under that version with pipelined MSETs of a few thousand members each (no per-member
+   round trip). Readers keep reading the active version meanwhile.
+3. Replay the events the active version received after this snapshot's as_of (its journal), so
+   no purchase reported online is lost by the switch.
+4. Switch: in one MULTI/EXEC guarded by WATCH (loading pointer, active pointer, journal), point
+   ``active`` at the new version. Readers see the old version complete or the new one complete.
+5. Delete every other version's keys (SCAN + UNLINK in batches; Redis frees memory in the
+   background).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+import redis
+
+from feature_store.errors import DataError
+from feature_store.online.bulk import (
+    RECENT_COLUMNS,
+    SNAPSHOT_FIELDS,
+    check_members,
+    check_recent,
+    profile_json,
+    recent_json,
+)
+from feature_store.online.errors import OnlineStoreError
+from feature_store.online.incremental import RECENT_CAP
+from feature_store.online.profile import CorruptValueError, decode_event
+from feature_store.online.store import RedisOnlineStore, as_text, parse_rfm_bounds
+
+SUPPORTED_FORMAT_VERSION: Final[int] = 1
+#: Members per MSET command; a few MB per command keeps Redis responsive between commands.
+DEFAULT_CHUNK_MEMBERS: Final[int] = 5_000
+#: Members encoded per polars call, in MSET chunks: blocks of this many chunks.
+_ENCODE_BLOCK: Final[int] = 20
+#: MSET commands sent per pipeline round trip.
+_COMMANDS_PER_FLUSH: Final[int] = 4
+#: The loading pointer expires unless a running load keeps refreshing it (a crashed load stops
+#: blocking others after this long).
+LOADING_TTL_SECONDS: Final[int] = 600
+_SCAN_COUNT: Final[int] = 10_000
+
+# One step of deleting a version: SCAN (cursor ARGV[1], MATCH ARGV[2], COUNT ARGV[3]) and UNLINK
+# what it found, inside Redis, so no key names cross the network. Returns {next cursor, keys removed}.
+# (Key names are computed, not declared: a single Redis, not Redis Cluster.)
+_UNLINK_STEP_LUA: Final[str] = """
+local found = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local keys = found[2]
+local removed = 0
+for i = 1, #keys, 1000 do
+  removed = removed + redis.call('UNLINK', unpack(keys, i, math.min(i + 999, #keys)))
+end
+return {found[1], removed}
+"""
+_JOURNAL_BATCH: Final[int] = 1_000
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotManifest:
+    """The manifest.json fields the online store uses (docs/feature_snapshot.md)."""
+
+    folder: Path
+    as_of: datetime
+    created_at: str
+    source_fingerprint: str
+    policy_sha256: str
+    policy_path: str
+    rfm_score_bounds: str
+    members_file: Path
+    recent_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class MaterializeResult:
+    version: str
+    previous_version: str | None
+    members: int
+    recent_lists: int
+    replayed_events: int
+    removed_versions: tuple[str, ...]
+    removed_keys: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def read_manifest(folder: Path) -> SnapshotManifest:
+    """DataError naming the file and key when the snapshot folder cannot be used."""
+    path = folder / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(
+            f"{folder}: not a feature snapshot (no manifest.json); build one with "
+            "`recsys features build`"
+        ) from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot be read as JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: must hold a JSON object")
+
+    def need(key: str) -> object:
+        if key not in manifest:
+            raise DataError(f"{path}: missing key {key!r}")
+        return manifest[key]
+
+    version = need("format_version")
+    if version != SUPPORTED_FORMAT_VERSION:
+        raise DataError(
+            f"{path}: format_version {version!r} is not supported (this online store reads "
+            f"{SUPPORTED_FORMAT_VERSION}); rebuild the snapshot with this version of recsys"
+        )
+    try:
+        as_of = datetime.fromisoformat(str(need("as_of")))
+    except ValueError as exc:
+        raise DataError(f"{path}: as_of {manifest['as_of']!r} is not a date (YYYY-MM-DD)") from exc
+    try:
+        parse_rfm_bounds(need("rfm_score_bounds"))
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from exc
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        files = {}
+    members = str(files.get("members", "members.parquet"))
+    recent = str(files.get("recent_purchases", "recent_purchases.parquet"))
+    return SnapshotManifest(
+        folder=folder,
+        as_of=as_of,
+        created_at=str(need("created_at")),
+        source_fingerprint=str(need("source_fingerprint")),
+        policy_sha256=str(need("policy_sha256")),
+        policy_path=str(manifest.get("policy_path", "")),
+        rfm_score_bounds=json.dumps(manifest["rfm_score_bounds"], separators=(",", ":")),
+        members_file=folder / members,
+        recent_file=folder / recent,
+    )
+
+
+def _read_parquet(path: Path, columns: list[str]) -> pl.DataFrame:
+    try:
+        available = pl.read_parquet_schema(path)
+        return pl.read_parquet(path, columns=[c for c in columns if c in available])
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing from the snapshot") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise DataError(f"{path}: cannot be read as Parquet: {exc}") from exc
+
+
+def _member_boundaries(ids: pl.Series, target_rows: int) -> Iterator[tuple[int, int]]:
+    """Row ranges of about ``target_rows`` rows that never split a member (ids sorted)."""
+    n = ids.len()
+    start = 0
+    while start < n:
+        stop = min(start + target_rows, n)
+        if stop < n:
+            stop = int(ids.search_sorted(ids[stop - 1], side="right"))
+        yield start, stop
+        start = stop
+
+
+class _Writer:
+    """Pipelined MSETs of (key, value) pairs; refreshes the loading pointer as it goes."""
+
+    def __init__(self, store: RedisOnlineStore, version: str) -> None:
+        self.store = store
+        self.version = version
+        self.pipe = store.client.pipeline(transaction=False)
+        self.pending = 0
+
+    def mset(self, keys: list[bytes], values: list[bytes]) -> None:
+        if not keys:
+            return
+        flat: list[bytes] = [b""] * (2 * len(keys))
+        flat[0::2] = keys
+        flat[1::2] = values
+        self.pipe.execute_command("MSET", *flat)  # type: ignore[no-untyped-call]
+        self.pending += 1
+        if self.pending >= _COMMANDS_PER_FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        # keep our loading pointer alive (EXPIRE never overwrites another run's pointer)
+        self.pipe.expire(self.store.keys.loading, LOADING_TTL_SECONDS)
+        self.pipe.execute()
+        self.pending = 0
+
+
+def materialize(
+    snapshot: Path,
+    store: RedisOnlineStore,
+    *,
+    chunk_members: int = DEFAULT_CHUNK_MEMBERS,
+    cleanup: bool = True,
+    progress: Progress | None = None,
+) -> MaterializeResult:
+    """Load ``snapshot`` into ``store`` as a new version and make it the active one."""
+    step = progress or (lambda _msg: None)
+    timings: dict[str, float] = {}
+    clock = _Clock(timings)
+
+    step("reading the snapshot")
+    manifest = read_manifest(snapshot)
+    members = check_members(
+        _read_parquet(manifest.members_file, [f.name for f in SNAPSHOT_FIELDS]),
+        manifest.members_file,
+    )
+    recent = check_recent(
+        _read_parquet(manifest.recent_file, list(RECENT_COLUMNS)), manifest.recent_file
+    )
+    clock.lap("read")
+
+    try:
+        version, previous = _begin(store, manifest, members.height)
+        step(f"writing {members.height:,} profiles (version {version})")
+        _write_profiles(store, version, members, manifest.as_of, chunk_members)
+        clock.lap("profiles")
+        step(f"writing recent purchases ({recent.height:,} lines)")
+        recent_lists = _write_recent(store, version, recent, chunk_members)
+        clock.lap("recent")
+        store.client.hset(store.keys.meta(version), "recent_lists", recent_lists)
+        step("replaying events received after the snapshot, then switching")
+        replayed = _replay_and_switch(store, version, previous, manifest.as_of)
+        clock.lap("switch")
+        removed_versions: tuple[str, ...] = ()
+        removed_keys = 0
+        if cleanup:
+            step("removing the keys of earlier versions")
+            removed_versions, removed_keys = remove_inactive_versions(store)
+            clock.lap("cleanup")
+    except redis.RedisError as exc:
+        raise store.unavailable(exc) from exc
+    return MaterializeResult(
+        version=version,
+        previous_version=previous,
+        members=members.height,
+        recent_lists=recent_lists,
+        replayed_events=replayed,
+        removed_versions=removed_versions,
+        removed_keys=removed_keys,
+        seconds=timings,
+    )
+
+
+class _Clock:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = now - self.t
+        self.t = now
+
+
+def _begin(
+    store: RedisOnlineStore, manifest: SnapshotManifest, n_members: int
+) -> tuple[str, str | None]:
+    k = store.keys
+    version = str(store.client.incr(k.sequence))
+    previous = store.active_version()
+    pipe = store.client.pipeline(transaction=True)
+    pipe.sadd(k.versions, version)
+    pipe.set(k.loading, version, ex=LOADING_TTL_SECONDS)
+    pipe.hset(
+        k.meta(version),
+        mapping={
+            "state": "loading",
+            "snapshot": str(manifest.folder.resolve()),
+            "as_of": manifest.as_of.isoformat(),
+            "created_at": manifest.created_at,
+            "source_fingerprint": manifest.source_fingerprint,
+            "policy_sha256": manifest.policy_sha256,
+            "policy_path": manifest.policy_path,
+            "rfm_score_bounds": manifest.rfm_score_bounds,
+            "members": n_members,
+            "recent_lists": 0,
+            "loaded_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),
+        },
+    )
+    pipe.execute()
+    return version, previous
+
+
+def _write_profiles(
+    store: RedisOnlineStore, version: str, members: pl.DataFrame, as_of: datetime, chunk: int
+) -> None:
+    writer = _Writer(store, version)
+    prefix = store.keys.profile_key_prefix(version)
+    for block in members.iter_slices(chunk * _ENCODE_BLOCK):  # polars works on big blocks
+        encoded = pl.DataFrame(
+            {"key": prefix + block["member_id"], "json": profile_json(block, as_of)}
+        ).cast(pl.Binary)
+        for part in encoded.iter_slices(chunk):
+            writer.mset(part["key"].to_list(), part["json"].to_list())
+    writer.flush()
+
+
+def _write_recent(store: RedisOnlineStore, version: str, recent: pl.DataFrame, chunk: int) -> int:
+    writer = _Writer(store, version)
+    prefix = store.keys.recent_key_prefix(version)
+    lists = 0
+    # blocks of about `chunk * _ENCODE_BLOCK` members at ~10 lines each, never splitting one
+    for start, stop in _member_boundaries(recent["member_id"], chunk * _ENCODE_BLOCK * 10):
+        encoded = recent_json(recent.slice(start, stop - start), RECENT_CAP)
+        encoded = encoded.select(
+            (prefix + pl.col("member_id")).cast(pl.Binary).alias("key"),
+            pl.col("json").cast(pl.Binary),
+        )
+        for part in encoded.iter_slices(chunk):
+            writer.mset(part["key"].to_list(), part["json"].to_list())
+        lists += encoded.height
+    writer.flush()
+    return lists
+
+
+def _replay_and_switch(
+    store: RedisOnlineStore, version: str, previous: str | None, as_of: datetime
+) -> int:
+    """Apply the previous version's journal (events at or after ``as_of``) to ``version``,
+    then switch atomically."""
+    k = store.keys
+    replayed = 0
+    position = 0
+    journal = k.journal(previous) if previous is not None else None
+    with store.client.pipeline() as pipe:
+        while True:
+            if journal is not None:
+                batch = store.client.lrange(journal, position, position + _JOURNAL_BATCH - 1)
+                if batch:
+                    store.client.expire(k.loading, LOADING_TTL_SECONDS)
+                    for index, raw in enumerate(batch, start=position):
+                        try:
+                            event = decode_event(raw)
+                        except CorruptValueError as exc:
+                            raise OnlineStoreError(
+                                f"Redis at {store.url}: entry {index} of {journal} is not a "
+                                f"purchase event ({exc})"
+                            ) from exc
+                        if event.ts >= as_of:
+                            replayed += store.apply_to(event, version).status == "applied"
+                    position += len(batch)
+                    continue
+            try:
+                watched = [k.loading, k.active] + ([journal] if journal else [])
+                pipe.watch(*watched)  # type: ignore[no-untyped-call]
+                loading, active = pipe.mget(k.loading, k.active)
+                if loading is None or as_text(loading) != version:
+                    raise OnlineStoreError(
+                        f"the load of version {version} into Redis at {store.url} was replaced by "
+                        "another materialize run (or stalled longer than "
+                        f"{LOADING_TTL_SECONDS}s); nothing was switched"
+                    )
+                if (as_text(active) if active is not None else None) != previous:
+                    raise OnlineStoreError(
+                        f"another materialize run activated version {active!r} in Redis at "
+                        f"{store.url} while version {version} was loading; nothing was switched"
+                    )
+                if journal is not None and pipe.llen(journal) != position:
+                    pipe.unwatch()
+                    continue  # events arrived meanwhile: replay them first
+                pipe.multi()
+                pipe.set(k.active, version)
+                pipe.delete(k.loading)
+                pipe.hset(k.meta(version), "state", "active")
+                if previous is not None:
+                    pipe.hset(k.meta(previous), "state", "retired")
+                pipe.execute()
+                return replayed
+            except redis.WatchError:
+                continue
+
+
+def remove_inactive_versions(store: RedisOnlineStore) -> tuple[tuple[str, ...], int]:
+    """Delete the keys of every version that is neither active nor being loaded."""
+    k = store.keys
+    client = store.client
+    step = client.register_script(_UNLINK_STEP_LUA)
+    keep = {as_text(v) for v in client.mget(k.active, k.loading) if v is not None}
+    removed: list[str] = []
+    count = 0
+    for raw in sorted(client.smembers(k.versions)):
+        version = as_text(raw)
+        if version in keep:
+            continue
+        pattern = k.version_pattern(version)
+        cursor: bytes | str | int = 0
+        while True:
+            cursor, n = step(args=[cursor, pattern, _SCAN_COUNT])
+            count += int(n)
+            if int(cursor) == 0:
+                break
+        client.srem(k.versions, version)
+        removed.append(version)
+    return tuple(removed), count
+
+
+__all__ = [
+    "DEFAULT_CHUNK_MEMBERS",
+    "MaterializeResult",
+    "SnapshotManifest",
+    "materialize",
+    "read_manifest",
+    "remove_inactive_versions",
+]
