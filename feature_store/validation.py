@@ -132,12 +132,96 @@ class LoadResult:
 # --------------------------------------------------------------------------- typing of cells
 
 
-def _problem(cond: pl.Expr, column: str, reason: str, value: pl.Expr | None = None) -> pl.Expr:
-    """An expression giving ``column: reason`` text where ``cond`` holds, else null."""
+@dataclass(frozen=True, slots=True)
+class _Check:
+    """One rule: a cheap boolean condition, and the message text built only for failing rows."""
+
+    cond: pl.Expr
+    text: pl.Expr
+
+
+def _problem(cond: pl.Expr, column: str, reason: str, value: pl.Expr | None = None) -> _Check:
+    """A check whose text is ``column: reason`` (plus the value) where ``cond`` holds."""
     text = pl.lit(f"{column}\x1f{reason}\x1f")
     if value is not None:
         text = text + value.cast(pl.String).fill_null("")
-    return pl.when(cond).then(text).otherwise(None)
+    return _Check(cond.fill_null(False), pl.when(cond).then(text).otherwise(None))
+
+
+@dataclass(slots=True)
+class _Checked:
+    """Typed rows (with _ROW) and, for the rows that failed a check so far, their reasons."""
+
+    frame: pl.DataFrame
+    reasons: list[pl.DataFrame]
+
+    def add(self, checks: list[_Check], source: pl.DataFrame | None = None) -> None:
+        """Evaluate ``checks`` on ``source`` (default: the typed frame); keep failing rows' texts.
+
+        Conditions run over every row; message texts only over the rows that fail.
+        """
+        if not checks:
+            return
+        base = self.frame if source is None else source
+        bad = base.select(pl.any_horizontal([c.cond for c in checks])).to_series()
+        if not bad.any():
+            return
+        failing = base.filter(bad).select(
+            pl.col(_ROW), pl.concat_list([c.text for c in checks]).list.drop_nulls().alias(_REASONS)
+        )
+        self.reasons.append(failing)
+
+    def add_duplicates(self, keys: list[str], reason: str) -> None:
+        """Every occurrence after the first among rows sharing ``keys`` (non-null keys)."""
+        not_null = pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
+        # A 64-bit row hash finds candidate groups cheaply; the exact comparison then runs on
+        # the candidates only, so a hash collision can never reject a row.
+        candidates = self.frame.filter(not_null & pl.struct(keys).hash(seed=7).is_duplicated())
+        if candidates.height == 0:
+            return
+        dups = candidates.filter(~pl.struct(keys).is_first_distinct())
+        if dups.height == 0:
+            return
+        firsts = (
+            candidates.join(dups.select(keys).unique(), on=keys, how="semi")
+            .group_by(keys)
+            .agg(pl.col(_ROW).min().alias("__first"))
+        )
+        column = keys[0] if len(keys) == 1 else "*"
+        # The first occurrence as a 0-based row; the report adds the file's line offset.
+        check = _problem(pl.lit(True), column, reason, pl.col("__first"))
+        self.reasons.append(
+            dups.join(firsts, on=keys, how="left").select(
+                pl.col(_ROW), pl.concat_list([check.text]).alias(_REASONS)
+            )
+        )
+
+    def add_reference(self, column: str, table: str, valid: pl.Series, all_ids: pl.Series) -> None:
+        """Reject rows whose ``column`` is not a valid id; say when it points at a rejected row."""
+        orphans = self.frame.filter(pl.col(column).is_not_null()).join(
+            valid.unique().to_frame(column), on=column, how="anti"
+        )
+        if orphans.height == 0:
+            return
+        in_file = pl.col(column).is_in(all_ids.unique().implode())
+        checks = [
+            _problem(~in_file, column, f"unknown {column}", pl.col(column)),
+            _problem(in_file, column, f"{column} refers to a rejected {table} row", pl.col(column)),
+        ]
+        self.add(checks, source=orphans)
+
+    def rejected_reasons(self) -> pl.DataFrame:
+        """_ROW -> all reasons of each rejected row, in check order."""
+        if not self.reasons:
+            return pl.DataFrame(
+                schema={_ROW: self.frame.schema[_ROW], _REASONS: pl.List(pl.String)}
+            )
+        return (
+            pl.concat(self.reasons)
+            .group_by(_ROW, maintain_order=True)
+            .agg(pl.col(_REASONS).list.explode(keep_nulls=False, empty_as_null=False))
+            .sort(_ROW)
+        )
 
 
 def parse_datetime(raw: pl.Expr) -> pl.Expr:
@@ -159,26 +243,29 @@ def parse_datetime(raw: pl.Expr) -> pl.Expr:
     return pl.coalesce([naive, aware])
 
 
-def _typed(column: str, kind: Kind, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+def _typed(column: str, kind: Kind, dtype: pl.DataType) -> tuple[pl.Expr, _Check | None]:
     """(typed value, type problem) expressions for one column of whatever input dtype."""
     c = pl.col(column)
     value: pl.Expr
     if dtype == kind.dtype:
         if kind is Kind.FLOAT:
             return c, _problem(c.is_not_null() & ~c.is_finite(), column, "not a finite number", c)
-        if kind in (Kind.ID, Kind.TEXT):
+        if kind is Kind.ID:
+            # Already text: an empty id is reported as missing; no copy of 20M strings.
+            return c, None
+        if kind is Kind.TEXT:
             stripped = c.str.strip_chars()
-            return pl.when(stripped == "").then(None).otherwise(stripped), pl.lit(None)
-        return c, pl.lit(None)
+            return pl.when(stripped == "").then(None).otherwise(stripped), None
+        return c, None
     if kind is Kind.TAGS and isinstance(dtype, pl.List):
-        return c.cast(pl.List(pl.String)), pl.lit(None)
+        return c.cast(pl.List(pl.String)), None
     if isinstance(dtype, pl.Datetime) and kind is Kind.DATETIME:
         value = c.dt.convert_time_zone("UTC").dt.replace_time_zone(None) if dtype.time_zone else c
-        return value.cast(pl.Datetime("us")), pl.lit(None)
+        return value.cast(pl.Datetime("us")), None
     if isinstance(dtype, pl.Date) and kind is Kind.DATETIME:
-        return c.cast(pl.Datetime("us")), pl.lit(None)
+        return c.cast(pl.Datetime("us")), None
     if dtype.is_integer() and kind in (Kind.ID, Kind.TEXT):
-        return c.cast(pl.String), pl.lit(None)
+        return c.cast(pl.String), None
     if dtype.is_numeric() and kind in (Kind.FLOAT, Kind.INT):
         cast: pl.Expr = c.cast(kind.dtype, strict=False)
         reason = "not an integer" if kind is Kind.INT else "not a number"
@@ -190,17 +277,22 @@ def _typed(column: str, kind: Kind, dtype: pl.DataType) -> tuple[pl.Expr, pl.Exp
     raw = pl.when(raw == "").then(None).otherwise(raw)
     present = raw.is_not_null()
     if kind in (Kind.ID, Kind.TEXT):
-        return raw, pl.lit(None)
+        return raw, None
     if kind is Kind.TAGS:
         tags = raw.str.split(TAG_SEPARATOR).list.eval(pl.element().str.strip_chars())
-        return tags.list.eval(pl.element().filter(pl.element() != "")), pl.lit(None)
+        return tags.list.eval(pl.element().filter(pl.element() != "")), None
     if kind is Kind.FLOAT:
         value = raw.cast(pl.Float64, strict=False)
-        problem = pl.coalesce(
-            _problem(present & value.is_null(), column, "not a number", raw),
-            _problem(value.is_not_null() & ~value.is_finite(), column, "not a finite number", raw),
+        nan = value.is_not_null() & ~value.is_finite()
+        unparsed = present & value.is_null()
+        text = (
+            pl.when(unparsed).then(pl.lit("not a number")).otherwise(pl.lit("not a finite number"))
         )
-        return value, problem
+        check = _Check(
+            (unparsed | nan).fill_null(False),
+            pl.when(unparsed | nan).then(pl.lit(f"{column}\x1f") + text + pl.lit("\x1f") + raw),
+        )
+        return value, check
     if kind is Kind.INT:
         value = raw.cast(pl.Int64, strict=False)
         return value, _problem(present & value.is_null(), column, "not an integer", raw)
@@ -217,50 +309,32 @@ def _typed(column: str, kind: Kind, dtype: pl.DataType) -> tuple[pl.Expr, pl.Exp
     raise AssertionError(f"unhandled kind {kind}")  # pragma: no cover - Kind is closed
 
 
-def _type_table(raw: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
-    """Typed columns of ``spec`` plus _ROW and _REASONS (list of type/required problems)."""
+def _type_table(raw: pl.DataFrame, spec: TableSpec) -> _Checked:
+    """Typed columns of ``spec`` (with _ROW), and the rows whose cells failed typing."""
     typed: list[pl.Expr] = []
-    problems: list[pl.Expr] = []
+    checks: list[_Check] = []
     for col in spec.columns:
         if col.name not in raw.columns:
             typed.append(pl.lit(None, dtype=col.kind.dtype).alias(col.name))
             continue
         value, problem = _typed(col.name, col.kind, raw.schema[col.name])
         typed.append(value.alias(col.name))
-        problems.append(problem)
+        if problem is not None:
+            checks.append(problem)
         if col.required:
-            problems.append(
-                _problem(value.is_null() & problem.is_null(), col.name, "missing value")
-            )
-    frame = raw.with_row_index(_ROW).select(
-        pl.col(_ROW),
-        *typed,
-        pl.concat_list(problems).list.drop_nulls().alias(_REASONS) if problems else pl.lit([]),
-    )
-    return frame
-
-
-def _add_problems(frame: pl.DataFrame, *checks: pl.Expr) -> pl.DataFrame:
-    if not checks:
-        return frame
-    new = pl.concat_list(list(checks)).list.drop_nulls()
-    return frame.with_columns(pl.col(_REASONS).list.concat(new))
-
-
-def _duplicates(frame: pl.DataFrame, key: str | list[str], reason: str) -> pl.Expr:
-    """Problem for every occurrence after the first among rows sharing ``key`` (valid-typed rows)."""
-    keys = [key] if isinstance(key, str) else key
-    first = pl.col(_ROW).min().over(keys)
-    not_null = pl.all_horizontal([pl.col(k).is_not_null() for k in keys])
-    column = keys[0] if len(keys) == 1 else "*"
-    # Report the first occurrence as a 0-based row; the report adds the file's line offset.
-    return _problem(not_null & (pl.col(_ROW) != first), column, reason, first)
+            failed_type = problem.cond if problem is not None else pl.lit(False)
+            missing = value.is_null() | (value == "") if col.kind is Kind.ID else value.is_null()
+            checks.append(_problem(missing & ~failed_type, col.name, "missing value"))
+    source = raw.with_row_index(_ROW)
+    checked = _Checked(source.select(pl.col(_ROW), *typed), [])
+    checked.add(checks, source=source)
+    return checked
 
 
 # --------------------------------------------------------------------------- per-table rules
 
 
-def _range_checks(spec: TableSpec, options: LoadOptions, now: datetime) -> list[pl.Expr]:
+def _range_checks(spec: TableSpec, options: LoadOptions, now: datetime) -> list[_Check]:
     tiers = list(options.tiers)
     future_ts = pl.lit(now, dtype=pl.Datetime("us"))
     if spec is MEMBERS:
@@ -283,24 +357,11 @@ def _range_checks(spec: TableSpec, options: LoadOptions, now: datetime) -> list[
     ]  # fmt: skip
 
 
-def _reference_check(
-    frame: pl.DataFrame, column: str, table: str, valid: pl.DataFrame, all_ids: pl.Series
-) -> pl.DataFrame:
-    """Reject rows whose ``column`` is not a valid id; say when it points at a rejected row."""
-    valid_ids = valid.get_column(column).unique()
-    known = pl.col(column).is_in(valid_ids.implode())
-    in_file = pl.col(column).is_in(all_ids.unique().implode())
-    present = pl.col(column).is_not_null()
-    return _add_problems(
-        frame,
-        _problem(present & ~known & ~in_file, column, f"unknown {column}", pl.col(column)),
-        _problem(present & ~known & in_file, column, f"{column} refers to a rejected {table} row", pl.col(column)),
-    )  # fmt: skip
-
-
-def _split(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    bad = pl.col(_REASONS).list.len() > 0
-    return frame.filter(~bad), frame.filter(bad)
+def _split(checked: _Checked) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(valid typed rows, rejected rows as _ROW + _REASONS)."""
+    rejected = checked.rejected_reasons()
+    valid = checked.frame.join(rejected.select(_ROW), on=_ROW, how="anti", maintain_order="left")
+    return valid, rejected
 
 
 def _problems_frame(rejected: pl.DataFrame) -> pl.DataFrame:
@@ -375,7 +436,7 @@ def _finish(
     spec: TableSpec,
     file: Path,
     raw: pl.DataFrame,
-    checked: pl.DataFrame,
+    checked: _Checked,
     rejects_dir: Path | None,
 ) -> tuple[pl.DataFrame, TableReport]:
     valid, rejected = _split(checked)
@@ -389,7 +450,7 @@ def _finish(
             _write_rejects(raw, rejected, problems, rejects_file, is_csv)
         else:
             rejects_file = None
-    clean = valid.drop(_ROW, _REASONS)
+    clean = valid.drop(_ROW)
     if spec is ITEMS:
         clean = clean.with_columns(pl.col(Col.ACTIVE).fill_null(True))
     tag_fill = [pl.col(Col.TAGS).fill_null([])] if Col.TAGS in spec.column_names else []
@@ -422,30 +483,23 @@ def validate_folder(
 
     frames: dict[str, pl.DataFrame] = {}
     reports: dict[str, TableReport] = {}
+    typed_ids: dict[str, pl.Series] = {}
     for spec in (MEMBERS, ITEMS):
-        typed = _type_table(raws[spec.name], spec)
+        checked = _type_table(raws[spec.name], spec)
         key = spec.key or spec.column_names[0]
-        checked = _add_problems(
-            typed,
-            *_range_checks(spec, options, now),
-            _duplicates(typed, key, f"duplicate {key}"),
-        )
+        typed_ids[spec.name] = checked.frame.get_column(key)
+        checked.add(_range_checks(spec, options, now))
+        checked.add_duplicates([key], f"duplicate {key}")
         frames[spec.name], reports[spec.name] = _finish(
             spec, files[spec.name], raws[spec.name], checked, rejects_dir
         )
 
-    typed = _type_table(raws[PURCHASES.name], PURCHASES)
-    checked = _add_problems(
-        typed,
-        *_range_checks(PURCHASES, options, now),
-        _duplicates(typed, list(PURCHASES.column_names), "duplicate row"),
-    )
-    members_all = _type_table(raws[MEMBERS.name], MEMBERS).get_column(Col.MEMBER_ID)
-    items_all = _type_table(raws[ITEMS.name], ITEMS).get_column(Col.ITEM_ID)
-    checked = _reference_check(
-        checked, Col.MEMBER_ID, MEMBERS.name, frames[MEMBERS.name], members_all
-    )
-    checked = _reference_check(checked, Col.ITEM_ID, ITEMS.name, frames[ITEMS.name], items_all)
+    checked = _type_table(raws[PURCHASES.name], PURCHASES)
+    checked.add(_range_checks(PURCHASES, options, now))
+    for column, spec in ((Col.MEMBER_ID, MEMBERS), (Col.ITEM_ID, ITEMS)):
+        valid_ids = frames[spec.name].get_column(column)
+        checked.add_reference(column, spec.name, valid_ids, typed_ids[spec.name])
+    checked.add_duplicates(list(PURCHASES.column_names), "duplicate row")
     frames[PURCHASES.name], reports[PURCHASES.name] = _finish(
         PURCHASES, files[PURCHASES.name], raws[PURCHASES.name], checked, rejects_dir
     )
