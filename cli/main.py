@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, demo, features
+from cli import data, demo, features, models, serve, train, tune
 
 app = typer.Typer(
     name="recsys",
@@ -19,6 +19,12 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
 app.add_typer(features.app, name="features")
+app.add_typer(models.app, name="models")
+app.command("train")(train.train_cmd)
+app.command("recommend")(train.recommend_cmd)
+app.command("tune")(tune.tune_cmd)
+app.command("serve")(serve.serve)
+app.add_typer(serve.keys_app, name="api-key")
 
 
 def main() -> None:

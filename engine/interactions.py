@@ -110,6 +110,8 @@ class PurchaseLines:
         ts: when, as int64 epoch seconds or ``datetime64``. Needed only with ``half_life_days``.
         tier: tier index of each line, ``-1`` when unknown. Needed only with tier multipliers.
         tag_match: whether the item matches one of the member's tags. Optional.
+        multiplier: an extra non-negative factor per line computed by the caller (e.g. per-tag
+            boosts, where each matching tag has its own multiplier). Optional; None means 1.
     """
 
     member: NDArray[np.integer]
@@ -119,6 +121,7 @@ class PurchaseLines:
     ts: NDArray[np.int64] | NDArray[np.datetime64] | None = None
     tier: NDArray[np.integer] | None = None
     tag_match: NDArray[np.bool_] | None = None
+    multiplier: NDArray[np.floating] | None = None
 
     def __len__(self) -> int:
         return int(np.asarray(self.member).shape[0])
@@ -155,6 +158,8 @@ def build_confidence(
     if weights.tag_boost != 1.0 and lines.tag_match is not None:
         tag_match = _bool_array("tag_match", lines.tag_match, len(lines))
         weight *= np.where(tag_match, weights.tag_boost, 1.0)
+    if lines.multiplier is not None:
+        weight *= _multiplier_array(lines.multiplier, len(lines))
 
     summed = sp.coo_matrix((weight, (member, item)), shape=(n_members, n_items)).tocsr()
     summed.sum_duplicates()
@@ -318,3 +323,55 @@ def _bool_array(name: str, values: NDArray[np.bool_], n: int) -> NDArray[np.bool
         )
     flags: NDArray[np.bool_] = array.astype(np.bool_, copy=False)
     return flags
+
+
+def _multiplier_array(values: NDArray[np.floating], n: int) -> NDArray[np.float64]:
+    factor = _float_array("multiplier", values, n)
+    bad = np.flatnonzero(factor < 0)
+    if bad.size:
+        row = int(bad[0])
+        raise InvalidInputError(
+            f"build_confidence: array 'multiplier' line {row} is {factor[row]!r}; "
+            f"multipliers must be >= 0 ({bad.size} bad lines)"
+        )
+    return factor
+
+
+def bm25_weight(matrix: sp.csr_matrix, k1: float = 100.0, b: float = 0.8) -> sp.csr_matrix:
+    """Okapi BM25 re-weighting of a members x items confidence matrix (float32 CSR).
+
+    The same formula as ``implicit.nearest_neighbours.bm25_weight`` (members are the
+    "documents", items the "terms")::
+
+        idf[i]   = log(n_members) - log1p(members with item i)
+        norm[u]  = (1 - b) + b * row_sum[u] / mean(row_sum)
+        c'[u, i] = c[u, i] * (k1 + 1) / (k1 * norm[u] + c[u, i]) * idf[i]
+
+    Very popular items (low idf) and heavy buyers (long rows) weigh less. Cells whose weight is
+    not positive (an item bought by nearly every member has idf <= 0) are dropped, so the result
+    is a valid confidence matrix.
+    """
+    _require_finite_at_least("bm25 k1", k1, 0.0)
+    _require_finite_at_least("bm25 b", b, 0.0)
+    if b > 1.0:
+        raise InvalidInputError(f"interaction weights: bm25 b is {b!r}; it must be at most 1")
+    csr = sp.csr_matrix(matrix, dtype=np.float64)
+    n_members = csr.shape[0]
+    if csr.nnz == 0 or n_members == 0:
+        return sp.csr_matrix(csr, dtype=np.float32)
+    document_frequency = np.bincount(csr.indices, minlength=csr.shape[1])
+    idf = np.log(float(n_members)) - np.log1p(document_frequency)
+    row_sums = np.asarray(csr.sum(axis=1)).ravel()
+    length_norm = (1.0 - b) + b * row_sums / row_sums.mean()
+    rows = np.repeat(np.arange(n_members), np.diff(csr.indptr))
+    data = csr.data * (k1 + 1.0) / (k1 * length_norm[rows] + csr.data) * idf[csr.indices]
+    result = sp.csr_matrix(
+        (
+            np.maximum(data, 0.0).astype(np.float32),
+            csr.indices.astype(np.int32),
+            csr.indptr.astype(np.int32),
+        ),
+        shape=csr.shape,
+    )
+    result.eliminate_zeros()
+    return result

@@ -1,0 +1,238 @@
+"""`recsys train` (a training run: evaluate, bundle, track, promote) and `recsys recommend`
+(batch recommendations from a bundle or a registered model, e.g. for nightly campaigns)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cli.errors import fail, handles_errors
+
+if TYPE_CHECKING:
+    from training.pipeline import TrainResult
+
+#: members per chunk of `recsys recommend` (bounds memory: about k * 100 bytes per member)
+RECOMMEND_CHUNK = 50_000
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
+        ) from None
+
+
+@contextmanager
+def _engine_errors() -> Iterator[None]:
+    """Engine and tracking errors exit 1 with their one-line message, like data errors."""
+    from engine.errors import EngineError
+    from training.tracking import TrackingError
+
+    try:
+        yield
+    except (EngineError, TrackingError) as exc:
+        raise fail(str(exc)) from None
+
+
+@handles_errors
+def train_cmd(
+    data: Annotated[Path, typer.Option(help="Dataset folder (members, items, purchases).")],
+    config: Annotated[
+        Path | None,
+        typer.Option(help="Training config TOML (default: training/configs/default.toml)."),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            "--cutoff",
+            "--as-of",
+            help="Training uses purchases before this date (YYYY-MM-DD); overrides the config's split.",
+        ),
+    ] = None,
+    test_end: Annotated[
+        str | None,
+        typer.Option(help="Last day (inclusive) of the test window; needs --cutoff."),
+    ] = None,
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(help="Use this feature snapshot (as of the cutoff) instead of building one."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run folder for the bundle, snapshot and report (default: data/runs/NAME)."
+        ),
+    ] = None,
+    ablation: Annotated[
+        bool, typer.Option("--ablation", help="Refit with each interaction weight neutralised.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote to champion even if the gate refuses.")
+    ] = False,
+    track: Annotated[
+        bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register it.")
+    ] = True,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow)."),
+    ] = None,
+) -> None:
+    """Train, evaluate against the baselines, write the bundle, log to MLflow, promote."""
+    from cli.progress import steps
+    from training.config import SplitConfig, load_config
+    from training.pipeline import TrainOptions, train
+
+    cfg = load_config(config)
+    cut, end = _parse_date(cutoff, "--cutoff"), _parse_date(test_end, "--test-end")
+    if end is not None and cut is None:
+        raise typer.BadParameter("--test-end needs --cutoff", param_hint="--test-end")
+    if cut is not None:
+        if end is not None and end < cut:
+            raise typer.BadParameter(f"{end} is before the cutoff {cut}", param_hint="--test-end")
+        cfg = cfg.replace(
+            split=SplitConfig(cutoff=cut, test_end=end, test_days=cfg.split.test_days)
+        )
+    if not data.is_dir():
+        raise fail(f"{data}: dataset folder not found")
+    options = TrainOptions(
+        data=data,
+        config=cfg,
+        out=out if out is not None else Path("data") / "runs" / cfg.name,
+        snapshot=snapshot,
+        ablation=ablation,
+        track=track,
+        tracking_uri=tracking_uri,
+        force=force,
+    )
+    with _engine_errors(), steps(f"train {cfg.name}") as step:
+        result = train(options, progress=step)
+    _print_result(result)
+
+
+def _print_result(result: TrainResult) -> None:
+    report = result.report
+    split = result.split
+    typer.echo(
+        f"\nsplit: train before {split.cutoff_date}, test {split.cutoff_date} .. "
+        f"{split.test_last_day}; evaluated members: all {report.members['all']:,} "
+        f"(of {report.test_members:,}), new {report.members['new']:,}"
+    )
+    typer.echo(f"\n{report.table()}\n")
+    if result.ablation:
+        typer.echo(f"ablation (NDCG@{report.headline_k} of the blend, change vs the full config):")
+        for row in result.ablation:
+            typer.echo(
+                f"  {row.description:<36} all {row.ndcg_all:.4f} ({row.delta_all:+.4f})   "
+                f"new {row.ndcg_new:.4f} ({row.delta_new:+.4f})"
+            )
+    typer.echo(f"bundle: {result.bundle}")
+    seconds = ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in result.timings.items())
+    typer.echo(f"timings: {seconds}")
+    tracked = result.tracked
+    if tracked is None:
+        typer.echo("not tracked (--no-track or [tracking] enabled = false)")
+        return
+    typer.echo(f"MLflow run: {tracked.run_id}")
+    if tracked.version is not None:
+        typer.echo(f"registered: member-recs version {tracked.version}")
+    if tracked.promoted is not None:
+        verdict = "promoted to champion" if tracked.promoted else "not promoted"
+        typer.echo(f"{verdict}: {tracked.promotion_reason}")
+
+
+@handles_errors
+def recommend_cmd(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="Bundle folder, or models:/member-recs@champion, models:/member-recs/3, runs:/..."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="CSV to write: member_id,rank,item_id,score,source.")],
+    members: Annotated[
+        str,
+        typer.Option(
+            help="'all' (every member of the model) or a CSV file with a member_id column."
+        ),
+    ] = "all",
+    k: Annotated[int, typer.Option(min=1, help="Recommendations per member.")] = 10,
+    exclude_purchased: Annotated[
+        bool,
+        typer.Option("--exclude-purchased", help="Only items the member never bought (discovery)."),
+    ] = False,
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(help="MLflow tracking URI for models:/ and runs:/ sources."),
+    ] = None,
+) -> None:
+    """Export recommendations for many members through the serving ranker (engine.blend)."""
+    import numpy as np
+    import polars as pl
+
+    from cli.progress import steps
+    from engine.blend import BundleRecommender
+    from training.tracking import resolve_bundle
+
+    with _engine_errors(), steps("recommend") as step:
+        step("loading the model")
+        recommender = BundleRecommender.from_path(
+            resolve_bundle(model, tracking_uri=tracking_uri), mmap=True
+        )
+        ids = recommender.member_ids.ids if members == "all" else _member_file(Path(members))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        written = unknown = 0
+        try:
+            with partial.open("wb") as handle:
+                for start in range(0, len(ids), RECOMMEND_CHUNK):
+                    step(
+                        f"ranking members {start + 1:,}..{min(start + RECOMMEND_CHUNK, len(ids)):,}"
+                    )
+                    chunk = np.asarray(ids[start : start + RECOMMEND_CHUNK])
+                    result = recommender.recommend(chunk, k, exclude_purchased=exclude_purchased)
+                    unknown += int((~result.known).sum())
+                    frame = pl.DataFrame(result.long_format())
+                    frame.write_csv(handle, include_header=start == 0, float_precision=6)
+                    written += frame.height
+                if len(ids) == 0:
+                    handle.write(b"member_id,rank,item_id,score,source\n")
+            partial.replace(out)
+        finally:
+            partial.unlink(missing_ok=True)
+    typer.echo(f"{written:,} recommendations for {len(ids):,} members written to {out}")
+    if unknown:
+        typer.echo(f"  {unknown:,} member(s) unknown to the model got the popular fallback")
+
+
+def _member_file(path: Path) -> list[str]:
+    """Member ids from a CSV with a ``member_id`` column (order kept, duplicates dropped)."""
+    import polars as pl
+
+    from feature_store.errors import DataError
+
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise DataError(f"{path}: cannot read the member file ({exc})") from exc
+    if "member_id" not in frame.columns:
+        raise DataError(
+            f"{path}: no member_id column (found {', '.join(frame.columns) or 'none'}); "
+            "give a CSV with a member_id header, or --members all"
+        )
+    column = frame.get_column("member_id")
+    missing = column.is_null()
+    if missing.any():
+        line = int(missing.arg_true()[0]) + 2
+        raise DataError(f"{path}: line {line}: member_id is empty")
+    ids: list[str] = column.unique(maintain_order=True).to_list()
+    return ids

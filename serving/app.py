@@ -1,0 +1,119 @@
+"""The FastAPI application: ``create_app()`` builds it, its lifespan loads what it serves.
+
+``uvicorn --factory serving.app:create_app`` (what ``recsys serve`` runs) calls
+:func:`create_app` once per worker process. Settings are read from the environment there
+(never at import) and validated; the lifespan then loads the feature policy and the model
+(:class:`~serving.state.ModelHolder`) and opens the online store
+(:class:`~serving.online.OnlineGateway`), which may be down: the service then starts degraded.
+A background task follows model switches published by other workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from feature_store.errors import ConfigError
+from feature_store.policy import FeaturePolicy, load_policy
+from serving.batcher import RecommendationBatcher
+from serving.deps import AppState
+from serving.errors import install_error_handlers
+from serving.metrics import Metrics, MetricsMiddleware
+from serving.online import OnlineGateway, StoreDownError
+from serving.routes import events, health, items, members, models, recommendations
+from serving.security import KeyRing
+from serving.settings import Settings, SettingsError, load_settings
+from serving.state import ModelHolder, Resolver
+
+log = logging.getLogger("recsys.serving")
+API_VERSION = "1"
+
+
+def _policy(settings: Settings) -> FeaturePolicy:
+    try:
+        return load_policy(settings.policy_file)
+    except ConfigError as exc:
+        raise SettingsError(f"RECSYS_POLICY_FILE: {exc}") from exc
+
+
+async def _follow_published(state: AppState, interval: float) -> None:
+    """Poll the model record other workers publish and switch to it (serving/state.py)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            record = await anyio.to_thread.run_sync(state.gateway.published_model)
+        except StoreDownError:
+            continue  # Redis down: nothing to follow; the readiness probe reports it
+        if record is not None and await anyio.to_thread.run_sync(state.holder.follow, record):
+            info = state.holder.current.info
+            state.metrics.set_model(info.label, info.bundle_id)
+
+
+def create_app(settings: Settings | None = None, *, resolver: Resolver | None = None) -> FastAPI:
+    """The service. ``settings`` default to the environment (:func:`load_settings`);
+    ``resolver`` replaces how model URIs are resolved (tests)."""
+    settings = settings or load_settings()
+    policy = _policy(settings)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        holder = ModelHolder(settings, policy.tiers.names, resolver)
+        model = await anyio.to_thread.run_sync(holder.load_initial)
+        metrics.set_model(model.info.label, model.id)
+        gateway = OnlineGateway(settings, policy)
+        batcher = RecommendationBatcher(gateway, metrics)
+        state = AppState(
+            settings, policy, holder, gateway, metrics, KeyRing(settings.api_keys), batcher
+        )
+        app.state.recsys = state
+        batcher.start()
+        store = await anyio.to_thread.run_sync(gateway.health)
+        metrics.degraded.set(0 if store.ok else 1)
+        for line in settings.describe():
+            log.warning("%s", line)
+        log.warning(
+            "serving %s (bundle %s, %d items, %d members, %s index, item attributes: %s); "
+            "online store %s",
+            model.info.label,
+            model.id,
+            model.info.n_items,
+            model.info.n_members,
+            model.info.index,
+            model.info.catalogue,
+            "ok" if store.ok else f"DEGRADED ({store.error})",
+        )
+        follower = None
+        if settings.model_poll_seconds > 0:
+            follower = asyncio.create_task(_follow_published(state, settings.model_poll_seconds))
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            if follower is not None:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+            await anyio.to_thread.run_sync(gateway.close)
+
+    app = FastAPI(
+        title="recsys: member recommendations",
+        version=API_VERSION,
+        summary="For-you recommendations, similar items, member profiles and purchase events "
+        "for retail loyalty programmes.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for module in (recommendations, items, members, events, models, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,224 @@
+"""Recommendation requests answered in batches: one thread hop, two Redis round trips and one
+vectorized blend call (one FAISS batch) for all the requests that arrived together.
+
+The route hands its request to :meth:`RecommendationBatcher.submit` and awaits the answer. A
+single task per worker takes whatever requests are waiting (up to ``max_batch``) and processes
+them in a worker thread while the event loop keeps accepting new ones, which queue for the next
+batch. Under light load a batch holds one request (no added wait: the batch starts at once);
+under heavy load batches grow, so the fixed per-call costs (numpy calls, Redis round trips,
+thread hand-offs) are paid once per batch instead of once per request. Each request keeps the
+model it started with: a batch is split by model, so a reload never mixes models in one answer.
+
+For each batch: (1) one pipeline reads the cached responses and fold-in overlays of all its
+members; (2) one script call reads the profiles of the members not answered from the cache;
+(3) :meth:`ServingModel.recommend_many` ranks them; (4) one pipeline stores the new responses in
+the cache. Redis failures degrade the batch (answers from the bundle alone, ``degraded: true``)
+and never fail it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+
+from feature_store.online.errors import OnlineStoreError
+from feature_store.online.profile import MemberProfile
+from serving.metrics import Metrics
+from serving.model import Ask, PurchasedPolicy, Recommended, ServingModel
+from serving.online import OnlineGateway, StoreDownError, decode_overlay
+from serving.schemas import Recommendations, RecommendedItem
+
+log = logging.getLogger("recsys.serving")
+Answer = tuple[bytes, str]
+
+
+@dataclass(slots=True)
+class Pending:
+    """One request waiting in the queue."""
+
+    model: ServingModel
+    member_id: str
+    k: int
+    category: str | None
+    policy: PurchasedPolicy
+    variant: str | None
+    future: asyncio.Future[Answer] = field(repr=False)
+
+
+class RecommendationBatcher:
+    """Queues recommendation requests and answers them in batches (module docstring)."""
+
+    def __init__(self, gateway: OnlineGateway, metrics: Metrics, max_batch: int = 64) -> None:
+        self.gateway = gateway
+        self.metrics = metrics
+        self.max_batch = max_batch
+        self._queue: asyncio.Queue[Pending] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="recsys-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+    async def submit(
+        self,
+        model: ServingModel,
+        member_id: str,
+        *,
+        k: int,
+        category: str | None,
+        policy: PurchasedPolicy,
+        variant: str | None,
+    ) -> Answer:
+        """The response body and the cache outcome (``hit``, ``miss`` or ``off``)."""
+        if self._queue is None:
+            raise RuntimeError("the batcher is not running (the app's lifespan starts it)")
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Pending(model, member_id, k, category, policy, variant, future))
+        return await future
+
+    async def _run(self) -> None:
+        queue = self._queue
+        if queue is None:
+            return
+        while True:
+            batch = [await queue.get()]
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                answers = await anyio.to_thread.run_sync(self._process, batch)
+            except Exception as exc:  # delivered to every waiting request; the loop carries on
+                log.error("a recommendation batch failed: %s", exc, exc_info=exc)
+                answers = [exc] * len(batch)
+            for pending, answer in zip(batch, answers, strict=True):
+                if pending.future.done():
+                    continue  # the client went away
+                if isinstance(answer, BaseException):
+                    pending.future.set_exception(answer)
+                else:
+                    pending.future.set_result(answer)
+
+    # -- in the worker thread ----------------------------------------------------------------
+
+    def _process(self, batch: Sequence[Pending]) -> list[Answer | BaseException]:
+        answers: list[Answer | BaseException] = [RuntimeError("not processed")] * len(batch)
+        groups: dict[int, list[int]] = {}
+        for i, pending in enumerate(batch):
+            groups.setdefault(id(pending.model), []).append(i)
+        for positions in groups.values():
+            part = [batch[i] for i in positions]
+            for i, answer in zip(positions, self._process_model(part), strict=True):
+                answers[i] = answer
+        return answers
+
+    def _process_model(self, batch: Sequence[Pending]) -> list[Answer | BaseException]:
+        model = batch[0].model
+        gateway, metrics = self.gateway, self.metrics
+        degraded = False
+        try:
+            states = gateway.member_states(model.id, [(p.member_id, p.variant) for p in batch])
+        except StoreDownError:
+            states = [(None, None)] * len(batch)
+            degraded = True
+        answers: list[Answer | BaseException] = [RuntimeError("not processed")] * len(batch)
+        todo: list[int] = []
+        for i, (pending, (cached, _)) in enumerate(zip(batch, states, strict=True)):
+            if pending.variant is not None:
+                metrics.cache.labels("error" if degraded else "hit" if cached else "miss").inc()
+            if cached is not None:
+                answers[i] = (cached, "hit")
+            else:
+                todo.append(i)
+        if not todo:
+            return answers
+        profiles: dict[str, MemberProfile | None] = {}
+        if not degraded:
+            wanted = list(dict.fromkeys(batch[i].member_id for i in todo))
+            try:
+                found = gateway.call(lambda store: store.get_profiles(wanted))
+                profiles = dict(zip(wanted, found, strict=True))
+            except (StoreDownError, OnlineStoreError) as exc:
+                log.warning("profiles not read, serving without them: %s", exc)
+                degraded = True
+        metrics.degraded.set(1 if gateway.degraded else 0)
+        asks = []
+        for i in todo:
+            pending, raw = batch[i], states[i][1]
+            overlay = (
+                None if raw is None else decode_overlay(raw, model.fold.dim, model.catalog.n_items)
+            )
+            asks.append(
+                Ask(
+                    pending.member_id,
+                    profiles.get(pending.member_id),
+                    overlay,
+                    pending.k,
+                    pending.category,
+                    pending.policy,
+                )
+            )
+        results = self._recommend(model, asks)
+        to_cache: list[tuple[str, str, bytes]] = []
+        for i, result in zip(todo, results, strict=True):
+            pending = batch[i]
+            if isinstance(result, BaseException):
+                answers[i] = result
+                continue
+            if result.fallback:
+                metrics.fallbacks.labels(result.basis).inc()
+            payload = _body(model, pending.member_id, result, degraded)
+            answers[i] = (payload, "off" if pending.variant is None else "miss")
+            if pending.variant is not None and not degraded:
+                to_cache.append((pending.member_id, pending.variant, payload))
+        if to_cache:
+            try:
+                gateway.cache_put_many(model.id, to_cache)
+            except StoreDownError:
+                metrics.cache.labels("error").inc(len(to_cache))
+        return answers
+
+    @staticmethod
+    def _recommend(model: ServingModel, asks: list[Ask]) -> list[Recommended | BaseException]:
+        try:
+            return list(model.recommend_many(asks))
+        except Exception:  # one bad request must not fail the others: answer them one by one
+            out: list[Recommended | BaseException] = []
+            for ask in asks:
+                try:
+                    out.append(model.recommend_many([ask])[0])
+                except Exception as exc:
+                    out.append(exc)
+            return out
+
+
+def _body(model: ServingModel, member_id: str, ranked: Recommended, degraded: bool) -> bytes:
+    body = Recommendations(
+        member_id=member_id,
+        model_version=model.info.label,
+        bundle_id=model.id,
+        tier=ranked.tier,
+        basis=ranked.basis,  # type: ignore[arg-type]  # one of the documented bases
+        fallback=ranked.fallback,
+        degraded=degraded,
+        items=[
+            RecommendedItem(item_id=i, score=s, source=src, category=c)
+            for i, s, src, c in zip(
+                ranked.item_ids, ranked.scores, ranked.sources, ranked.categories, strict=True
+            )
+        ],
+    )
+    return body.model_dump_json().encode()
+
+
+__all__ = ["RecommendationBatcher"]

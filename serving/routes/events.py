@@ -1,0 +1,100 @@
+"""``POST /v1/events``: purchase events, applied idempotently; the members' vectors follow."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+from fastapi import APIRouter
+
+from feature_store.online import RedisOnlineStore
+from feature_store.online.incremental import RECENT_CAP
+from feature_store.online.profile import PurchaseEvent, PurchaseUpdate, RecentPurchase
+from serving.deps import AppState, CurrentModel, Ingest, State
+from serving.errors import ServiceUnavailableError
+from serving.model import ServingModel
+from serving.online import StoreDownError
+from serving.routes._problems import problems
+from serving.schemas import EventResult, EventsIn, EventsOut
+
+router = APIRouter(prefix="/v1", tags=["events"])
+log = logging.getLogger("recsys.serving")
+
+
+@router.post(
+    "/events",
+    response_model=EventsOut,
+    responses=problems(401, 403, 422, 503),
+    summary="Report purchase events",
+)
+def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) -> EventsOut:
+    """Apply a batch of purchase lines to the online store, each at most once per ``event_id``
+    (a repeated id reports ``duplicate`` and changes nothing). For every member with an applied
+    event, the vector is re-estimated by ALS fold-in from their history plus the purchases
+    reported since the snapshot, and their cached recommendations are dropped, so the next
+    request reflects the purchase. Events are applied in order; if the store fails midway the
+    answer is 503 and the whole batch can be sent again safely."""
+    updates: list[PurchaseUpdate] = []
+    try:
+        for item in body.events:
+            event = PurchaseEvent(
+                event_id=item.event_id,
+                member_id=item.member_id,
+                order_id=item.order_id,
+                item_id=item.item_id,
+                ts=item.ts,
+                quantity=item.quantity,
+                amount=item.amount,
+            )
+            updates.append(state.gateway.call(_applier(event)))
+        # duplicates too: a batch resent after a failure must still fold its members in
+        touched = [u.member_id for u in updates if u.status in ("applied", "duplicate")]
+        refreshed = _refresh_members(state, model, list(dict.fromkeys(touched)))
+    except StoreDownError as exc:
+        raise ServiceUnavailableError(
+            f"{len(updates)} of {len(body.events)} events were applied before the online store "
+            f"became unavailable ({exc}); send the batch again (applied events are skipped)",
+            retry_after_seconds=max(1, int(state.settings.redis_retry_seconds)),
+        ) from exc
+    counts = Counter(u.status for u in updates)
+    for status, n in counts.items():
+        state.metrics.events.labels(status).inc(n)
+    return EventsOut(
+        applied=counts["applied"],
+        duplicates=counts["duplicate"],
+        before_snapshot=counts["before_snapshot"],
+        members_refreshed=refreshed,
+        results=[
+            EventResult(event_id=u.event_id, member_id=u.member_id, status=u.status)
+            for u in updates
+        ],
+    )
+
+
+def _applier(event: PurchaseEvent) -> Callable[[RedisOnlineStore], PurchaseUpdate]:
+    return lambda store: store.apply_purchase(event)
+
+
+def _recent_reader(member_id: str) -> Callable[[RedisOnlineStore], list[RecentPurchase]]:
+    return lambda store: store.recent_purchases(member_id, RECENT_CAP)
+
+
+def _refresh_members(state: AppState, model: ServingModel, members: list[str]) -> int:
+    """Fold each member in again from the purchases reported since the snapshot, store the
+    overlays and drop the members' cached results."""
+    if not members:
+        return 0
+    gateway = state.gateway
+    as_of = gateway.snapshot_as_of()
+    overlays = []
+    for member in members:  # one Redis read per member of the batch
+        lines = gateway.call(_recent_reader(member))
+        online = [line for line in lines if as_of is None or line.ts >= as_of]
+        overlay = model.overlay_from_lines(
+            member, [line.item_id for line in online], [line.quantity for line in online]
+        )
+        overlays.append((member, overlay))
+    gateway.save_overlays(model.id, overlays)
+    gateway.forget_members(model.id, members)
+    return len(overlays)

@@ -1,0 +1,84 @@
+"""``GET /v1/models/current`` and ``POST /v1/models/reload``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from serving.deps import Admin, AnyCaller, State
+from serving.errors import ModelLoadError
+from serving.model import ModelInfo
+from serving.online import StoreDownError
+from serving.routes._problems import problems
+from serving.schemas import ModelOut, ReloadIn, ReloadOut
+from serving.state import published_record
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+log = logging.getLogger("recsys.serving")
+
+
+def model_out(info: ModelInfo) -> ModelOut:
+    return ModelOut(
+        version=info.label,
+        uri=info.uri,
+        bundle_id=info.bundle_id,
+        path=info.path,
+        kind=info.kind,
+        created_at=info.created_at,
+        loaded_at=info.loaded_at,
+        registry_version=info.registry_version,
+        run_id=info.run_id,
+        n_members=info.n_members,
+        n_items=info.n_items,
+        dim=info.dim,
+        index=info.index,
+        catalogue=info.catalogue,
+        cold_start=info.cold_start,
+    )
+
+
+@router.get(
+    "/current", response_model=ModelOut, responses=problems(401), summary="The served model"
+)
+def current(caller: AnyCaller, state: State) -> ModelOut:
+    """The model this worker serves (any valid API key)."""
+    return model_out(state.holder.current.info)
+
+
+@router.post(
+    "/reload",
+    response_model=ReloadOut,
+    responses=problems(401, 403, 409, 422),
+    summary="Switch to the current champion",
+)
+def reload(
+    caller: Admin, state: State, body: Annotated[ReloadIn | None, Body()] = None
+) -> ReloadOut:
+    """Resolve the configured model URI again (``models:/member-recs@champion``: the champion
+    now) or ``uri``, load it completely, then switch atomically: requests in flight finish on
+    the old model. A model that fails to load leaves the old one serving (409). The other
+    workers follow through the record published in Redis."""
+    try:
+        outcome = state.holder.reload(body.uri if body is not None else None)
+    except ModelLoadError:
+        state.metrics.reloads.labels("failed").inc()
+        raise
+    propagated = False
+    if outcome.changed:
+        state.metrics.reloads.labels("changed").inc()
+        state.metrics.set_model(outcome.current.label, outcome.current.bundle_id)
+        try:
+            state.gateway.publish_model(published_record(state.settings, outcome.current))
+            propagated = True
+        except StoreDownError as exc:
+            log.warning("reload not published to the other workers: %s", exc)
+    else:
+        state.metrics.reloads.labels("unchanged").inc()
+    return ReloadOut(
+        changed=outcome.changed,
+        previous=model_out(outcome.previous),
+        current=model_out(outcome.current),
+        propagated=propagated,
+    )

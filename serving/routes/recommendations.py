@@ -1,0 +1,63 @@
+"""``GET /v1/members/{member_id}/recommendations``: the "for you" list."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from serving.deps import AppState, authenticate
+from serving.model import PurchasedPolicy
+from serving.routes._problems import problems
+from serving.schemas import (
+    DEFAULT_K,
+    CategoryQuery,
+    ExcludePurchasedQuery,
+    KQuery,
+    MemberIdPath,
+    Recommendations,
+)
+from serving.security import Permission
+
+router = APIRouter(prefix="/v1/members", tags=["recommendations"])
+
+
+def _policy(exclude_purchased: bool | None, default: str) -> PurchasedPolicy:
+    if exclude_purchased is None:
+        return PurchasedPolicy(default)
+    return PurchasedPolicy.EXCLUDE if exclude_purchased else PurchasedPolicy.KEEP
+
+
+@router.get(
+    "/{member_id}/recommendations",
+    response_model=Recommendations,
+    responses=problems(401, 403, 422),
+    summary="Recommendations for a member",
+)
+async def recommendations(
+    request: Request,
+    member_id: MemberIdPath,
+    k: KQuery = DEFAULT_K,
+    category: CategoryQuery = None,
+    exclude_purchased: ExcludePurchasedQuery = None,
+) -> Response:
+    """The member's top ``k`` items: the blend of the served model (or the member's folded-in
+    vector after recent purchases), then the business rules (availability, tier eligibility,
+    purchased items, category, diversity cap), filled from popular items when short. Unknown
+    members get popular items with ``fallback: true``. Answers from the bundle alone, with
+    ``degraded: true``, while the online store is unreachable. The ``X-Cache`` header says
+    ``hit``, ``miss`` or ``off``.
+
+    Requests are answered in batches (serving/batcher.py); the work runs in a worker thread.
+    Requires an API key with the role storefront (or admin)."""
+    # The hottest route takes no FastAPI dependencies: each one costs a measurable share of
+    # its throughput (docs/api.md, Performance). Same checks as the Storefront alias.
+    state: AppState = request.app.state.recsys
+    authenticate(request, state, Permission.RECOMMEND)
+    model = state.holder.current  # this request finishes on this model
+    settings = state.settings
+    policy = _policy(exclude_purchased, settings.purchased_policy)
+    variant = f"{k}|{category or ''}|{policy.value}" if settings.cache_enabled else None
+    payload, cache = await state.batcher.submit(
+        model, member_id, k=k, category=category, policy=policy, variant=variant
+    )
+    return Response(payload, media_type="application/json", headers={"X-Cache": cache})
