@@ -29,16 +29,15 @@ def _meta_path(dataset: Path) -> Path:
     return dataset / GROUND_TRUTH_DIR / "synth.json"
 
 
-def _synthesize(dataset: Path, fresh: bool) -> None:
+def _synthesize(dataset: Path, fresh: bool, size: tuple[int, int, int]) -> None:
     from feature_store.synthetic import SynthConfig, write_synthetic
 
     meta = _meta_path(dataset)
     if meta.is_file() and not fresh:
         console.log(f"dataset already there: {dataset} (use --fresh to regenerate)")
         return
-    cfg = SynthConfig(
-        members=DEMO_MEMBERS, items=DEMO_ITEMS, purchases=DEMO_PURCHASES, seed=DEMO_SEED
-    )
+    members, items, purchases = size
+    cfg = SynthConfig(members=members, items=items, purchases=purchases, seed=DEMO_SEED)
     with steps("synthesize demo data") as step:
         write_synthetic(cfg, dataset, progress=step)
 
@@ -64,16 +63,6 @@ def _summary(dataset: Path) -> None:
     )
     tiers = ", ".join(f"{t} {stats['tiers'][t]:,}" for t in meta["tiers"])
     typer.echo(f"members by tier: {tiers}")
-
-
-def demo(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
-        "data/demo"
-    ),
-    fresh: Annotated[bool, typer.Option(help="Regenerate even if outputs exist.")] = False,
-) -> None:
-    """Run the pipeline on demo data: synthesize, validate, features, online store, ..."""
-    run_demo(out, fresh)
 
 
 def _as_of(dataset: Path) -> date:
@@ -107,16 +96,70 @@ def _materialize(snapshot: Path, redis_url: str) -> None:
     typer.echo(f"online store {store.url}: {result.members:,} profiles, version {result.version}")
 
 
+def _train(dataset: Path, runs: Path) -> None:
+    """Train the default config, evaluate, log to MLflow, register and pass the promotion gate."""
+    from cli.train import train_cmd
+
+    train_cmd(
+        data=dataset,
+        config=None,
+        cutoff=None,
+        test_end=None,
+        snapshot=None,
+        out=runs / "default",
+        ablation=False,
+        force=False,
+        track=True,
+        tracking_uri=None,
+    )
+
+
+def _serve(redis_url: str, port: int) -> None:
+    """Start the API on loopback with the registry's champion (blocks until Ctrl-C)."""
+    from cli.serve import serve
+
+    serve(
+        host="127.0.0.1",
+        port=port,
+        workers=1,
+        model=None,
+        redis_url=redis_url,
+        log_level="warning",
+    )
+
+
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo writes.")] = Path(
+        "data/demo"
+    ),
+    fresh: Annotated[bool, typer.Option(help="Regenerate even if outputs exist.")] = False,
+    serve: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the API at the end.")
+    ] = True,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="API port.")] = 8000,
+    members: Annotated[int, typer.Option(min=100, help="Demo members.")] = DEMO_MEMBERS,
+    items: Annotated[int, typer.Option(min=50, help="Demo items.")] = DEMO_ITEMS,
+    purchases: Annotated[int, typer.Option(min=1_000, help="Demo purchase rows.")] = DEMO_PURCHASES,
+) -> None:
+    """The whole pipeline on demo data: synthesize, validate, member features, online store,
+    train and register a champion in the local MLflow store, then serve the API on 127.0.0.1.
+    """
+    run_demo(out, fresh, (members, items, purchases))
+    if serve:
+        _serve(demo_redis_url(out), port)
+
+
 @handles_errors
-def run_demo(out: Path, fresh: bool) -> None:
+def run_demo(out: Path, fresh: bool, size: tuple[int, int, int]) -> None:
     dataset = out / "dataset"
     snapshot = out / "features"
     redis_url = demo_redis_url(out)
-    _synthesize(dataset, fresh)
+    _synthesize(dataset, fresh, size)
     _validate(dataset)
     _summary(dataset)
     _features(dataset, snapshot, fresh)
     _materialize(snapshot, redis_url)
+    _train(dataset, out / "runs")
 
 
 def demo_redis_url(out: Path) -> str:

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlparse
 
 _REPO: Final[Path] = Path(__file__).resolve().parents[1]
 _MODELS: Final = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
@@ -123,14 +124,36 @@ def _run_of(name: str, version: str, target: str) -> str | None:
     return str(run_id) if run_id else None
 
 
+def _artifact_uri(uri: str, target: str) -> str:
+    """The artifact location behind ``models:/<name>/<n>`` or ``runs:/<id>/<path>``.
+
+    Resolved with an explicit client: MLflow's own resolution of these URIs uses the
+    process-wide tracking/registry URI, not the one given.
+    """
+    client = _client(target)
+    if uri.startswith("models:/"):
+        name, _, version = uri.removeprefix("models:/").rpartition("/")
+        uri = str(client.get_model_version(name, version).source)
+    if uri.startswith("runs:/"):
+        run_id, _, path = uri.removeprefix("runs:/").partition("/")
+        root = str(client.get_run(run_id).info.artifact_uri).rstrip("/")
+        uri = f"{root}/{path}" if path else root
+    return uri
+
+
 def _download(uri: str, target: str) -> Path:
     from mlflow.exceptions import MlflowException
 
     import mlflow
 
     try:
+        location = _artifact_uri(uri, target)
+        if location.startswith("file:") or "://" not in location:
+            local = urlparse(location).path if location.startswith("file:") else location
+            if Path(local).exists():
+                return Path(local)
         local = mlflow.artifacts.download_artifacts(
-            artifact_uri=uri, tracking_uri=target, registry_uri=target
+            artifact_uri=location, tracking_uri=target, registry_uri=target
         )
     except MlflowException as exc:
         raise ModelSourceError(f"model URI {uri!r}: not found at {target} ({exc.message})") from exc

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import scipy.sparse as sp
 
 from engine.blend import BUY_AGAIN, ITEM_INDEX, MANIFEST_KEY, TRENDING, Blender
@@ -42,7 +43,7 @@ from feature_store.offline import (
     write_snapshot,
 )
 from feature_store.policy import load_policy
-from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
+from feature_store.schema import ITEMS, MEMBERS, PURCHASES, Col, conform
 from training.config import BaselineConfig, TagWeights, TrainConfig, WeightsConfig
 from training.data import (
     PreparedData,
@@ -167,6 +168,7 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
     with clock.step("interactions_s", "weighted interactions"):
         data = prepare(dataset, snapshot, split, config.weights, config.blend)
         confidence = data.confidence(config.weights)
+        catalogue = item_attributes(dataset.items)
     del dataset
 
     with clock.step("fit_s", f"fitting {config.model.kind}"):
@@ -223,7 +225,7 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
 
     with clock.step("bundle_s", "writing the bundle"):
         bundle_dir = _write_bundle(
-            options.out / "bundle", config, artifacts, data, item_index, report, facts
+            options.out / "bundle", config, artifacts, data, catalogue, item_index, report, facts
         )
     report_dir = _write_report(options.out / "evaluation", report, ablation)
 
@@ -482,16 +484,29 @@ def _split_fingerprint(data_fingerprint: str, split: Split, eval_set: EvalSet, s
     return f"sha256:{digest.hexdigest()[:32]}"
 
 
+def item_attributes(items: pl.DataFrame) -> dict[str, npt.NDArray[Any]]:
+    """Category, min_tier ("" = every tier) and active per item, in the bundle's item order
+    (items sorted by id, as :func:`training.data.prepare` maps them)."""
+    ordered = items.sort(Col.ITEM_ID)
+    return {
+        "item_category": ordered.get_column(Col.CATEGORY).fill_null("").to_numpy().astype(np.str_),
+        "item_min_tier": ordered.get_column(Col.MIN_TIER).fill_null("").to_numpy().astype(np.str_),
+        "item_active": ordered.get_column(Col.ACTIVE).fill_null(True).to_numpy().astype(np.bool_),
+    }
+
+
 def _write_bundle(
     path: Path,
     config: TrainConfig,
     artifacts: ModelArtifacts,
     data: PreparedData,
+    catalogue: dict[str, npt.NDArray[Any]],
     item_index: VectorIndex | None,
     report: EvaluationReport,
     facts: dict[str, Any],
 ) -> Path:
-    """The model bundle serving loads: vectors, buy-again history, trending, FAISS indexes."""
+    """The model bundle serving loads: vectors, buy-again history, trending, FAISS indexes, and
+    the item attributes its business rules need (category, min_tier, active)."""
     if artifacts.member_vectors is None or artifacts.item_vectors is None:
         raise DataError(f"model {artifacts.kind!r} exported no vectors; it cannot be bundled")
     indexes = {}
@@ -528,6 +543,7 @@ def _write_bundle(
             "member_vectors": artifacts.member_vectors,
             "item_vectors": artifacts.item_vectors,
             TRENDING: data.trending,
+            **catalogue,
         },
         sparse={BUY_AGAIN: data.history},
         member_ids=data.member_ids,

@@ -238,3 +238,17 @@ def test_a_prebuilt_snapshot_gives_the_same_model(
     build_snapshot(synthetic_data, first_run.split.cutoff.date().replace(day=1), stale)
     with pytest.raises(DataError, match=r"the snapshot is as of .* the training cutoff"):
         train(replace(options, snapshot=stale))
+
+
+def test_bundle_carries_the_item_attributes_serving_rules_need(
+    first_run: TrainResult, synthetic_data: Path
+) -> None:
+    from engine.bundle import read_bundle
+
+    bundle = read_bundle(first_run.bundle)
+    items = pl.read_parquet(synthetic_data / "items.parquet").sort("item_id")
+    assert bundle.item_ids.ids.tolist() == items["item_id"].to_list()
+    assert bundle.arrays["item_category"].tolist() == items["category"].to_list()
+    assert bundle.arrays["item_min_tier"].tolist() == items["min_tier"].fill_null("").to_list()
+    assert bundle.arrays["item_active"].tolist() == items["active"].fill_null(True).to_list()
+    assert (bundle.arrays["item_min_tier"] != "").any()  # the synthetic data has exclusives
