@@ -215,7 +215,8 @@ class Blender:
         _check_k(k)
         parts: list[list[Ranking]] = [[] for _ in variants]
         start = 0
-        lengths = np.diff(self._history.indptr)[rows] if rows.size else np.zeros(0, np.int64)
+        indptr = self._history.indptr  # history lengths of the requested rows only
+        lengths = (indptr[rows + 1] - indptr[rows]).astype(np.int64)
         fixed = self._fixed_width()
         while start < rows.size:
             stop = _batch_stop(lengths, start, fixed)
