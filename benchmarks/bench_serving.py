@@ -69,6 +69,7 @@ DATA_ROOT = Path(os.environ.get("BENCH_DATA", "bench_results/data"))
 TOKEN = "rk_bench_storefront_0123456789abcdef"
 ADMIN_TOKEN = "rk_bench_admin_0123456789abcdef"
 CATEGORIES = 200
+PRECOMPUTED = 50
 TIERS = ("regular", "silver", "gold", "platinum", "diamond")
 
 
@@ -78,11 +79,16 @@ def member_id(i: int) -> str:
 
 def build_bundle(folder: Path, items: int, members: int, dim: int, seed: int = 5) -> Path:
     """A blend bundle with the item attributes serving needs (vectorized numpy, no training)."""
+    from engine.blend import Blender, BlendWeights
     from engine.bundle import write_bundle
     from engine.index import IndexConfig, build_index
 
-    if (folder / "manifest.json").is_file():
+    manifest_file = folder / "manifest.json"
+    if manifest_file.is_file() and "precomputed_candidates" in json.loads(
+        manifest_file.read_text()
+    ):
         return folder
+    shutil.rmtree(folder, ignore_errors=True)  # a bundle of an older benchmark version
     rng = np.random.default_rng(seed)
     centers = rng.normal(size=(CATEGORIES, dim)).astype(np.float32)
     item_category = rng.integers(0, CATEGORIES, items)
@@ -109,20 +115,29 @@ def build_bundle(folder: Path, items: int, members: int, dim: int, seed: int = 5
     active = rng.random(items) >= 0.02
     config = IndexConfig(kind="hnsw" if items > 20_000 else "exact", ef_construction=100)
     index = build_index(item_vectors, config)
+    blend = {
+        "embedding": 1.0,
+        "buy_again": 0.75,
+        "trending": 0.4,
+        "candidates": 200,
+        "trending_candidates": 100,
+    }
+    # what `recsys train` stores ([bundle] precomputed_candidates): each member's top 50
+    started = time.perf_counter()
+    precomputed = Blender(
+        member_vectors, item_vectors, history, trending, BlendWeights(**blend), index=index
+    ).precompute(PRECOMPUTED)
+    print(f"precomputed candidates of {members:,} members in {time.perf_counter() - started:.0f} s")
     write_bundle(
         folder,
         manifest={
             "kind": "als",
-            "blend": {
-                "embedding": 1.0,
-                "buy_again": 0.75,
-                "trending": 0.4,
-                "candidates": 200,
-                "trending_candidates": 100,
-            },
+            "blend": blend,
+            "precomputed_candidates": PRECOMPUTED,
             "params": {"regularization": 0.01, "alpha": 1.0},
         },
         arrays={
+            **precomputed.arrays(),
             "member_vectors": member_vectors,
             "item_vectors": item_vectors,
             "trending": trending,

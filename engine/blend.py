@@ -30,7 +30,7 @@ vectorized over a batch of members: no Python loop over members or items.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,33 @@ class Ranking:
         return int(self.items.shape[0])
 
 
+@dataclass(frozen=True, slots=True)
+class PrecomputedCandidates:
+    """Each member's top ``width`` items by the blend without exclusions (``-1`` padded), as
+    stored in a bundle (arrays :data:`PRECOMPUTED_ARRAYS`): serving applies the business rules
+    to these lists and searches only for members whose lists fall short or who changed since."""
+
+    items: npt.NDArray[np.int32]
+    scores: FloatArray
+    sources: SourceArray
+
+    @property
+    def width(self) -> int:
+        return int(self.items.shape[1])
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        names = PRECOMPUTED_ARRAYS
+        return {names[0]: self.items, names[1]: self.scores, names[2]: self.sources}
+
+
+#: Bundle array names of :class:`PrecomputedCandidates` (items, scores, sources).
+PRECOMPUTED_ARRAYS: tuple[str, str, str] = (
+    "candidates_items",
+    "candidates_scores",
+    "candidates_sources",
+)
+
+
 class Blender:
     """Ranks items for dense member rows with the retail blend (see the module docstring).
 
@@ -226,6 +253,27 @@ class Blender:
                 part.append(_top_k(candidates, scores, sources, k, blocked))
             start = stop
         return [_concat(part, k) for part in parts]
+
+    def precompute(
+        self, width: int, *, chunk: int = 32_768, progress: Callable[[int], None] | None = None
+    ) -> PrecomputedCandidates:
+        """Every member's top ``width`` blended items, for serving to read instead of searching
+        (:class:`PrecomputedCandidates`). Computed ``chunk`` members at a time, so the float64
+        and int64 temporaries stay bounded; ``progress`` is told how many members are done."""
+        _check_k(width)
+        n = self.n_members
+        items = np.full((n, width), -1, dtype=np.int32)
+        scores = np.zeros((n, width), dtype=np.float32)
+        sources = np.full((n, width), -1, dtype=np.int8)
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            ranking = self.rank(np.arange(start, stop, dtype=np.int64), width)
+            items[start:stop] = ranking.items
+            scores[start:stop] = np.where(ranking.items >= 0, ranking.scores, 0.0)
+            sources[start:stop] = ranking.sources
+            if progress is not None:
+                progress(stop)
+        return PrecomputedCandidates(items=items, scores=scores, sources=sources)
 
     def popular(self, n: int, k: int) -> Ranking:
         """The fallback ranking for ``n`` members the model does not know: by trending alone."""
@@ -601,10 +649,12 @@ def _assign(target: Ranking, mask: npt.NDArray[np.bool_], part: Ranking) -> None
 
 
 __all__ = [
+    "PRECOMPUTED_ARRAYS",
     "SOURCES",
     "BlendWeights",
     "Blender",
     "BundleRecommender",
+    "PrecomputedCandidates",
     "Ranking",
     "Recommendations",
 ]

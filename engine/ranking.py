@@ -321,6 +321,57 @@ def rank_many(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What :func:`select_rows` kept: per row, the first ``k`` passing items (``-1`` padded),
+    their scores and sources, and how many were found (fewer than ``k``: the list fell short)."""
+
+    items: IntArray
+    scores: FloatArray
+    sources: SourceArray
+    counts: IntArray
+
+
+def select_rows(
+    catalog: ItemCatalog,
+    items: npt.NDArray[np.integer],
+    scores: FloatArray,
+    sources: SourceArray,
+    tiers: IntArray,
+    ks: IntArray,
+    caps: IntArray,
+) -> Selection:
+    """The business rules over a matrix of ranked candidate lists, one request per row, with no
+    Python per row: availability and tier eligibility (``tiers[r]``), the diversity cap
+    (``caps[r]`` items per category; items without a category are not capped) and the first
+    ``ks[r]`` items. Rows hold distinct items (``-1`` padding). No category filter, exclusions
+    or fallback fill: requests that need them go through :func:`rank_many`; a row whose count
+    is below its ``k`` fell short and should too."""
+    n, width = items.shape
+    k_max = int(ks.max()) if n else 0
+    out_items = np.full((n, max(k_max, 1)), -1, dtype=np.int64)
+    out_scores = np.zeros(out_items.shape, dtype=np.float32)
+    out_sources = np.full(out_items.shape, -1, dtype=np.int8)
+    if n == 0 or width == 0:
+        return Selection(out_items, out_scores, out_sources, np.zeros(n, dtype=np.int64))
+    valid = (items >= 0) & (items < catalog.n_items)
+    safe = np.where(valid, items, 0)
+    keep = valid & catalog.eligible[tiers[:, None], safe]
+    flat = np.flatnonzero(keep.ravel())
+    rows = flat // width
+    codes = catalog.category_codes[safe.ravel()[flat]].astype(np.int64)
+    within = _rank_within(rows * (len(catalog.categories) + 1) + codes + 1)
+    flat = flat[(within < caps[rows]) | (codes == NO_CATEGORY)]
+    rows = flat // width
+    position = _rank_within(rows)
+    chosen = position < ks[rows]
+    flat, rows, position = flat[chosen], rows[chosen], position[chosen]
+    out_items[rows, position] = safe.ravel()[flat]
+    out_scores[rows, position] = scores.ravel()[flat]
+    out_sources[rows, position] = sources.ravel()[flat]
+    return Selection(out_items, out_scores, out_sources, np.bincount(rows, minlength=n))
+
+
 def _rank_within(groups: IntArray) -> IntArray:
     """For each element, how many earlier elements share its group (0 for the first)."""
     if groups.size == 0:
@@ -382,8 +433,10 @@ __all__ = [
     "ItemCatalog",
     "RankedList",
     "Rules",
+    "Selection",
     "apply_rules",
     "category_cap",
     "rank_many",
     "rank_with_fallbacks",
+    "select_rows",
 ]

@@ -24,6 +24,7 @@ from feature_store.policy import FeaturePolicy, load_policy
 from serving.batcher import RecommendationBatcher
 from serving.deps import AppState
 from serving.errors import install_error_handlers
+from serving.fastpath import RecommendationsFastPath
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.online import OnlineGateway, StoreDownError
 from serving.routes import events, health, items, members, models, recommendations
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
     for module in (recommendations, items, members, events, models, health):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(RecommendationsFastPath, metrics=metrics)  # outermost: skips the rest
     return app
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from engine.blend import SOURCES, Blender, BlendWeights, BundleRecommender
+from engine.blend import PRECOMPUTED_ARRAYS, SOURCES, Blender, BlendWeights, BundleRecommender
 from engine.bundle import Bundle, read_bundle
 from engine.errors import BundleError, InvalidInputError
 from engine.foldin import FoldIn
@@ -45,6 +45,7 @@ from engine.ranking import (
     category_cap,
     rank_many,
     rank_with_fallbacks,
+    select_rows,
 )
 from feature_store.online.profile import MemberProfile
 from serving.catalogue import build_catalogue
@@ -207,6 +208,7 @@ class ServingModel:
             alpha=_number(params, "alpha", 1.0),
         )
         self._features = _FeatureEmbedding.from_bundle(bundle)
+        self._precomputed = _precomputed(bundle)
         self._categories = np.asarray([*self.catalog.categories, ""], dtype=object)
         self.info = ModelInfo(
             label=resolved.label,
@@ -283,11 +285,16 @@ class ServingModel:
         by a vector (fold-in, features) in one more; then the rules, vectorized over all."""
         rows = [self.member_ids.get(ask.member_id) for ask in asks]
         found: list[tuple[RankedList, str] | None] = [None] * len(asks)
+        tiers = [self.catalog.tier_rank(a.profile.tier if a.profile else None) for a in asks]
+        done = self._from_precomputed(asks, rows, tiers)
+        if done is not None and len(done) == len(asks):
+            return [result for _, result in sorted(done.items())]
         for exclude_all in (False, True):
             group = [
                 i
                 for i, ask in enumerate(asks)
                 if (ask.policy is PurchasedPolicy.EXCLUDE) == exclude_all
+                and (done is None or i not in done)
             ]
             by_row = [i for i in group if asks[i].overlay is None and rows[i] >= 0]
             if by_row:
@@ -305,26 +312,77 @@ class ServingModel:
                 )
                 for (i, (basis, _)), candidates in zip(by_vector, ranked, strict=True):
                     found[i] = (candidates, basis)
-        complete = [
-            f or self._candidates(ask, rows[i])
-            for i, (f, ask) in enumerate(zip(found, asks, strict=True))
-        ]
-        tiers = [self.catalog.tier_rank(a.profile.tier if a.profile else None) for a in asks]
-        codes = [self._category(ask.category) for ask in asks]
+        rest = [i for i in range(len(asks)) if done is None or i not in done]
+        complete = [found[i] or self._candidates(asks[i], rows[i]) for i in rest]
+        codes = [self._category(asks[i].category) for i in rest]
         rules = [
-            self._rules(ask, row, tier, code)
-            for ask, row, tier, code in zip(asks, rows, tiers, codes, strict=True)
+            self._rules(asks[i], rows[i], tiers[i], code)
+            for i, code in zip(rest, codes, strict=True)
         ]
         ranked_lists = rank_many(
             self.catalog,
             rules,
             [candidates for candidates, _ in complete],
-            [self._fallbacks(tier, code) for tier, code in zip(tiers, codes, strict=True)],
+            [self._fallbacks(tiers[i], code) for i, code in zip(rest, codes, strict=True)],
         )
-        return [
-            self._external(ranked, basis, fallback=basis.startswith("popular"), tier=tier)
-            for ranked, (_, basis), tier in zip(ranked_lists, complete, tiers, strict=True)
+        results = dict(done or {})
+        for i, final, (_, basis) in zip(rest, ranked_lists, complete, strict=True):
+            results[i] = self._external(
+                final, basis, fallback=basis.startswith("popular"), tier=tiers[i]
+            )
+        return [results[i] for i in range(len(asks))]
+
+    def _from_precomputed(
+        self, asks: Sequence[Ask], rows: Sequence[int], tiers: Sequence[int]
+    ) -> dict[int, Recommended] | None:
+        """Requests answered from the bundle's precomputed lists (``candidates_*`` arrays):
+        members of the bundle without recent events, no category filter, a policy that
+        excludes nothing for them (``keep``, or ``exclude_recent`` with no recent purchase),
+        ``k`` within the list width. The rules run vectorized over all of them
+        (:func:`engine.ranking.select_rows`); a list that falls short after the rules is left
+        to the search path. None when the bundle has no precomputed lists."""
+        pre = self._precomputed
+        if pre is None:
+            return None
+        width = pre[0].shape[1]
+        lane = [
+            i
+            for i, ask in enumerate(asks)
+            if rows[i] >= 0
+            and ask.overlay is None
+            and ask.category is None
+            and ask.policy is not PurchasedPolicy.EXCLUDE
+            and ask.k <= width
         ]
+        if not lane:
+            return {}
+        dense = np.asarray([rows[i] for i in lane], dtype=np.int64)
+        ks = np.asarray([asks[i].k for i in lane], dtype=np.int64)
+        share = self.settings.max_per_category_share
+        caps = np.asarray(
+            [_cap_or_k(k, category_cap(k, share)) for k in ks.tolist()], dtype=np.int64
+        )
+        picked = select_rows(
+            self.catalog,
+            pre[0][dense],
+            pre[1][dense],
+            pre[2][dense],
+            np.asarray([tiers[i] for i in lane], dtype=np.int64),
+            ks,
+            caps,
+        )
+        out: dict[int, Recommended] = {}
+        for position, i in enumerate(lane):
+            count = int(picked.counts[position])
+            if count < asks[i].k:
+                continue  # short after the rules: the search path widens the candidates
+            ranked = RankedList(
+                picked.items[position, :count],
+                picked.scores[position, :count],
+                picked.sources[position, :count],
+            )
+            out[i] = self._external(ranked, "model", fallback=False, tier=tiers[i])
+        return out
 
     def _vector_of(self, ask: Ask, row: int) -> tuple[str, FloatArray] | None:
         """The basis and query vector of a member ranked from a vector, or None."""
@@ -536,6 +594,37 @@ class ServingModel:
             fallback=fallback,
             tier=self.catalog.tiers[tier],
         )
+
+
+def _cap_or_k(k: int, cap: int | None) -> int:
+    return k if cap is None else cap
+
+
+def _precomputed(bundle: Bundle) -> tuple[npt.NDArray[np.int32], FloatArray, Any] | None:
+    """The bundle's precomputed candidate lists (engine.blend.PrecomputedCandidates), checked
+    against its member and item counts; None when it has none."""
+    arrays = [bundle.arrays.get(name) for name in PRECOMPUTED_ARRAYS]
+    if any(a is None for a in arrays):
+        return None
+    items, scores, sources = arrays
+    assert items is not None
+    assert scores is not None
+    assert sources is not None
+    n_members = len(bundle.member_ids)
+    if (
+        items.ndim != 2
+        or items.shape[0] != n_members
+        or scores.shape != items.shape
+        or sources.shape != items.shape
+    ):
+        raise BundleError(
+            f"{bundle.path}: precomputed candidates must be {n_members} x width arrays "
+            f"({', '.join(PRECOMPUTED_ARRAYS)}), found {items.shape}, {scores.shape}, "
+            f"{sources.shape}"
+        )
+    if items.size and int(items.max()) >= len(bundle.item_ids):
+        raise BundleError(f"{bundle.path}: precomputed candidates refer to unknown items")
+    return items, scores, sources
 
 
 class _FeatureEmbedding:

@@ -215,6 +215,11 @@ class OnlineGateway:
         round trip."""
 
         def read(store: RedisOnlineStore) -> list[tuple[bytes | None, bytes | None]]:
+            if all(variant is None for _, variant in requests):  # cache off: one MGET
+                folds: list[Any] = store.client.mget(
+                    [self.keys.serving_fold(model_id, member_id) for member_id, _ in requests]
+                )
+                return [(None, raw) for raw in folds]
             pipe = store.client.pipeline(transaction=False)
             for member_id, variant in requests:
                 if variant is not None:

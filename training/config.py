@@ -167,6 +167,8 @@ class EvaluationConfig:
 class BundleConfig:
     member_index: str = "exact"
     item_index: str = "auto"
+    #: Each member's top-N blended items stored for serving (0: serving searches every time).
+    precomputed_candidates: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +447,7 @@ def _bundle(t: _Table) -> BundleConfig:
     config = BundleConfig(
         member_index=t.string("member_index", "exact", choices=INDEX_KINDS),
         item_index=t.string("item_index", "auto", choices=INDEX_KINDS),
+        precomputed_candidates=t.integer("precomputed_candidates", 50, minimum=0),
     )
     t.finish()
     return config

@@ -225,7 +225,14 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
 
     with clock.step("bundle_s", "writing the bundle"):
         bundle_dir = _write_bundle(
-            options.out / "bundle", config, artifacts, data, catalogue, item_index, report, facts
+            options.out / "bundle",
+            config,
+            artifacts,
+            data,
+            catalogue,
+            (item_index, blender),
+            report,
+            facts,
         )
     report_dir = _write_report(options.out / "evaluation", report, ablation)
 
@@ -501,14 +508,18 @@ def _write_bundle(
     artifacts: ModelArtifacts,
     data: PreparedData,
     catalogue: dict[str, npt.NDArray[Any]],
-    item_index: VectorIndex | None,
+    scoring: tuple[VectorIndex | None, Blender],
     report: EvaluationReport,
     facts: dict[str, Any],
 ) -> Path:
-    """The model bundle serving loads: vectors, buy-again history, trending, FAISS indexes, and
-    the item attributes its business rules need (category, min_tier, active)."""
+    """The model bundle serving loads: vectors, buy-again history, trending, FAISS indexes, the
+    item attributes its business rules need (category, min_tier, active), and each member's
+    precomputed blend candidates (``[bundle] precomputed_candidates``)."""
     if artifacts.member_vectors is None or artifacts.item_vectors is None:
         raise DataError(f"model {artifacts.kind!r} exported no vectors; it cannot be bundled")
+    item_index, blender = scoring
+    width = min(config.bundle.precomputed_candidates, data.n_items)
+    precomputed = blender.precompute(width).arrays() if width > 0 else {}
     indexes = {}
     if item_index is not None:
         indexes[ITEM_INDEX] = item_index.faiss_index
@@ -520,6 +531,7 @@ def _write_bundle(
         "kind": artifacts.kind,
         "scorer": "blend",
         MANIFEST_KEY: config.blend.weights.as_dict(),
+        "precomputed_candidates": width,
         "model": artifacts.manifest_fields(),
         "training": {
             "config": config.name,
@@ -544,6 +556,7 @@ def _write_bundle(
             "item_vectors": artifacts.item_vectors,
             TRENDING: data.trending,
             **catalogue,
+            **precomputed,
         },
         sparse={BUY_AGAIN: data.history},
         member_ids=data.member_ids,

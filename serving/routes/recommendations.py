@@ -19,6 +19,8 @@ from serving.schemas import (
 from serving.security import Permission
 
 router = APIRouter(prefix="/v1/members", tags=["recommendations"])
+#: The route's template, also the metrics label of the fast path (serving/fastpath.py).
+ROUTE_PATH = "/v1/members/{member_id}/recommendations"
 
 
 def _policy(exclude_purchased: bool | None, default: str) -> PurchasedPolicy:
@@ -27,8 +29,26 @@ def _policy(exclude_purchased: bool | None, default: str) -> PurchasedPolicy:
     return PurchasedPolicy.EXCLUDE if exclude_purchased else PurchasedPolicy.KEEP
 
 
+async def answer(
+    state: AppState,
+    member_id: str,
+    k: int,
+    category: str | None,
+    exclude_purchased: bool | None,
+) -> tuple[bytes, str]:
+    """The response body and the cache outcome for valid parameters: shared by the route and
+    the fast path (serving/fastpath.py), so both answer byte for byte the same."""
+    model = state.holder.current  # this request finishes on this model
+    settings = state.settings
+    policy = _policy(exclude_purchased, settings.purchased_policy)
+    variant = f"{k}|{category or ''}|{policy.value}" if settings.cache_enabled else None
+    return await state.batcher.submit(
+        model, member_id, k=k, category=category, policy=policy, variant=variant
+    )
+
+
 @router.get(
-    "/{member_id}/recommendations",
+    ROUTE_PATH.removeprefix("/v1/members"),
     response_model=Recommendations,
     responses=problems(401, 403, 422),
     summary="Recommendations for a member",
@@ -49,15 +69,9 @@ async def recommendations(
 
     Requests are answered in batches (serving/batcher.py); the work runs in a worker thread.
     Requires an API key with the role storefront (or admin)."""
-    # The hottest route takes no FastAPI dependencies: each one costs a measurable share of
-    # its throughput (docs/api.md, Performance). Same checks as the Storefront alias.
+    # Well-formed requests with a valid key are answered by serving/fastpath.py before they
+    # get here; this route answers the rest (and owns their validation errors).
     state: AppState = request.app.state.recsys
     authenticate(request, state, Permission.RECOMMEND)
-    model = state.holder.current  # this request finishes on this model
-    settings = state.settings
-    policy = _policy(exclude_purchased, settings.purchased_policy)
-    variant = f"{k}|{category or ''}|{policy.value}" if settings.cache_enabled else None
-    payload, cache = await state.batcher.submit(
-        model, member_id, k=k, category=category, policy=policy, variant=variant
-    )
+    payload, cache = await answer(state, member_id, k, category, exclude_purchased)
     return Response(payload, media_type="application/json", headers={"X-Cache": cache})

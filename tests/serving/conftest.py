@@ -46,6 +46,7 @@ import redis
 import scipy.sparse as sp
 from starlette.testclient import TestClient
 
+from engine.blend import Blender, BlendWeights
 from engine.bundle import write_bundle
 from engine.index import IndexConfig, build_index
 from feature_store.online import connect, materialize
@@ -95,7 +96,10 @@ def write_test_bundle(
     members_vectors: dict[str, tuple[float, float, float]] | None = None,
     label: str = "v1",
     with_item_attributes: bool = True,
+    precomputed: int = 0,
 ) -> Path:
+    """The test bundle; ``precomputed``: store each member's top-N blend lists (what
+    ``recsys train`` writes with ``[bundle] precomputed_candidates``)."""
     tiers = load_policy().tiers.names
     items = np.asarray([row[4] for row in ITEMS], dtype=np.float32)
     members = np.asarray(list((members_vectors or MEMBERS).values()), dtype=np.float32)
@@ -116,24 +120,32 @@ def write_test_bundle(
         "item_active": np.asarray([r[3] for r in ITEMS]),
         "item_tier_popularity": tier_popularity,
     }
+    trending = np.asarray([r[5] for r in ITEMS], dtype=np.float32)
+    index = build_index(items, IndexConfig(kind="exact"))
+    lists = {}
+    if precomputed:
+        blender = Blender(members, items, history, trending, BlendWeights(**BLEND), index=index)
+        lists = blender.precompute(precomputed).arrays()
     return write_bundle(
         path,
         manifest={
             "kind": "als",
             "blend": BLEND,
+            "precomputed_candidates": precomputed,
             "params": {"regularization": 0.01, "alpha": 1.0},
             "label": label,
         },
         arrays={
             "member_vectors": members,
             "item_vectors": items,
-            "trending": np.asarray([r[5] for r in ITEMS], dtype=np.float32),
+            "trending": trending,
             **(attributes if with_item_attributes else {}),
+            **lists,
         },
         member_ids=member_ids,
         item_ids=ITEM_IDS,
         sparse={"buy_again": history},
-        indexes={"items": build_index(items, IndexConfig(kind="exact")).faiss_index},
+        indexes={"items": index.faiss_index},
         overwrite=True,
     )
 
