@@ -11,7 +11,7 @@ export MKL_NUM_THREADS ?= 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DEMO_DIR ?= data/demo
 
-.PHONY: setup demo test test-all lint bench clean
+.PHONY: setup demo test test-all lint bench bench-tools clean
 
 setup: $(STAMP)
 
@@ -37,9 +37,17 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy engine feature_store training serving cli
 
-bench: setup
+bench: setup bench-tools
 	$(BIN)/python -m pytest -m slow -q
 	$(BIN)/python -m benchmarks
+
+# The serving benchmark drives the real server with wrk (a C HTTP load generator, Debian package).
+bench-tools:
+	@command -v wrk >/dev/null || { \
+		echo "installing wrk (apt-get) for the serving benchmark"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y -q wrk >/dev/null 2>&1 || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q wrk >/dev/null; }; }
+	@command -v wrk >/dev/null || { echo "error: wrk is required by benchmarks/bench_serving.py: apt-get install wrk"; exit 2; }
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -43,6 +43,7 @@ from engine.bundle import Bundle, read_bundle
 from engine.errors import BundleError, InvalidInputError
 from engine.ids import IdMap, IdsLike
 from engine.index import IndexConfig, VectorIndex, build_index
+from engine.ranking import rank_within
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -140,6 +141,8 @@ class PrecomputedCandidates:
     items: npt.NDArray[np.int32]
     scores: FloatArray
     sources: SourceArray
+    #: at most this many items of one category per list (None: the plain top ``width``)
+    per_category: int | None = None
 
     @property
     def width(self) -> int:
@@ -255,25 +258,65 @@ class Blender:
         return [_concat(part, k) for part in parts]
 
     def precompute(
-        self, width: int, *, chunk: int = 32_768, progress: Callable[[int], None] | None = None
+        self,
+        width: int,
+        *,
+        categories: npt.ArrayLike | None = None,
+        per_category: int | None = None,
+        chunk: int = 4_096,
+        progress: Callable[[int], None] | None = None,
     ) -> PrecomputedCandidates:
-        """Every member's top ``width`` blended items, for serving to read instead of searching
-        (:class:`PrecomputedCandidates`). Computed ``chunk`` members at a time, so the float64
-        and int64 temporaries stay bounded; ``progress`` is told how many members are done."""
+        """Every member's blended items, best first, for serving to read instead of searching
+        (:class:`PrecomputedCandidates`): the first ``width`` of the member's whole candidate
+        set in blend order, keeping at most ``per_category`` items of any one category
+        (``categories``: a code per item, ``-1`` for none, never capped). Without the cap a
+        list is the plain top ``width``; with it a list reaches further down the ranking, so
+        the serving diversity cap rarely exhausts it. Computed ``chunk`` members at a time;
+        ``progress`` is told how many members are done."""
         _check_k(width)
+        codes = None
+        if per_category is not None:
+            if per_category < 1 or categories is None:
+                raise InvalidInputError(
+                    "precompute: per_category must be at least 1 and needs the item categories"
+                )
+            codes = np.asarray(categories, dtype=np.int64)
+            if codes.shape != (self.n_items,):
+                raise InvalidInputError(
+                    f"precompute: categories has shape {codes.shape}; expected ({self.n_items},)"
+                )
         n = self.n_members
         items = np.full((n, width), -1, dtype=np.int32)
         scores = np.zeros((n, width), dtype=np.float32)
         sources = np.full((n, width), -1, dtype=np.int8)
+        indptr = self._history.indptr
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
-            ranking = self.rank(np.arange(start, stop, dtype=np.int64), width)
-            items[start:stop] = ranking.items
-            scores[start:stop] = np.where(ranking.items >= 0, ranking.scores, 0.0)
-            sources[start:stop] = ranking.sources
+            rows = np.arange(start, stop, dtype=np.int64)
+            depth = width
+            if codes is not None:  # the whole candidate set, then the cap
+                longest = int((indptr[start + 1 : stop + 1] - indptr[start:stop]).max())
+                depth = max(width, min(self.n_items, self._fixed_width() + longest))
+            ranking = self.rank(rows, depth)
+            ranked, taken = ranking.items, ranking.items >= 0
+            if codes is not None and per_category is not None:
+                flat = np.flatnonzero(taken.ravel())
+                item_codes = codes[ranked.ravel()[flat]]
+                groups = (flat // depth) * (int(codes.max(initial=0)) + 2) + item_codes + 1
+                capped = (rank_within(groups) >= per_category) & (item_codes >= 0)
+                taken.ravel()[flat[capped]] = False
+            flat = np.flatnonzero(taken.ravel())
+            row_of, position = flat // depth, rank_within(flat // depth)
+            keep = position < width
+            flat, row_of, position = flat[keep], row_of[keep], position[keep]
+            items[start + row_of, position] = ranked.ravel()[flat]
+            scores[start + row_of, position] = ranking.scores.ravel()[flat]
+            sources[start + row_of, position] = ranking.sources.ravel()[flat]
             if progress is not None:
                 progress(stop)
-        return PrecomputedCandidates(items=items, scores=scores, sources=sources)
+        return PrecomputedCandidates(
+            items=items, scores=scores, sources=sources, per_category=per_category
+        )
 
     def popular(self, n: int, k: int) -> Ranking:
         """The fallback ranking for ``n`` members the model does not know: by trending alone."""

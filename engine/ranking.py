@@ -302,11 +302,11 @@ def rank_many(
     caps = np.asarray([no_cap if r.max_per_category is None else r.max_per_category for r in rules])
     flat_rows = flat // width
     flat_codes = codes.ravel()[flat].astype(np.int64)
-    within = _rank_within(flat_rows * (len(catalog.categories) + 1) + flat_codes + 1)
+    within = rank_within(flat_rows * (len(catalog.categories) + 1) + flat_codes + 1)
     flat = flat[(within < caps[flat_rows]) | (flat_codes == NO_CATEGORY)]
     flat_rows = flat // width
     limits = np.asarray([r.k for r in rules], dtype=np.int64)
-    flat = flat[_rank_within(flat_rows) < limits[flat_rows]]
+    flat = flat[rank_within(flat_rows) < limits[flat_rows]]
     counts = np.bincount(flat // width, minlength=n)
     bounds = np.r_[0, np.cumsum(counts)]
     out: list[RankedList] = []
@@ -360,10 +360,10 @@ def select_rows(
     flat = np.flatnonzero(keep.ravel())
     rows = flat // width
     codes = catalog.category_codes[safe.ravel()[flat]].astype(np.int64)
-    within = _rank_within(rows * (len(catalog.categories) + 1) + codes + 1)
+    within = rank_within(rows * (len(catalog.categories) + 1) + codes + 1)
     flat = flat[(within < caps[rows]) | (codes == NO_CATEGORY)]
     rows = flat // width
-    position = _rank_within(rows)
+    position = rank_within(rows)
     chosen = position < ks[rows]
     flat, rows, position = flat[chosen], rows[chosen], position[chosen]
     out_items[rows, position] = safe.ravel()[flat]
@@ -372,7 +372,7 @@ def select_rows(
     return Selection(out_items, out_scores, out_sources, np.bincount(rows, minlength=n))
 
 
-def _rank_within(groups: IntArray) -> IntArray:
+def rank_within(groups: npt.NDArray[np.integer]) -> IntArray:
     """For each element, how many earlier elements share its group (0 for the first)."""
     if groups.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -415,7 +415,7 @@ def apply_rules(catalog: ItemCatalog, rules: Rules, lists: Sequence[RankedList])
 def _cap_per_category(positions: IntArray, codes: npt.NDArray[np.int32], cap: int) -> IntArray:
     """Keep at most ``cap`` positions per category code, in order (no category: uncapped)."""
     groups = codes.astype(np.int64)
-    kept: IntArray = positions[(_rank_within(groups) < cap) | (groups == NO_CATEGORY)]
+    kept: IntArray = positions[(rank_within(groups) < cap) | (groups == NO_CATEGORY)]
     return kept
 
 
@@ -438,5 +438,6 @@ __all__ = [
     "category_cap",
     "rank_many",
     "rank_with_fallbacks",
+    "rank_within",
     "select_rows",
 ]

@@ -344,7 +344,6 @@ class ServingModel:
         pre = self._precomputed
         if pre is None:
             return None
-        width = pre[0].shape[1]
         lane = [
             i
             for i, ask in enumerate(asks)
@@ -352,7 +351,7 @@ class ServingModel:
             and ask.overlay is None
             and ask.category is None
             and ask.policy is not PurchasedPolicy.EXCLUDE
-            and ask.k <= width
+            and ask.k <= pre.width
         ]
         if not lane:
             return {}
@@ -362,20 +361,19 @@ class ServingModel:
         caps = np.asarray(
             [_cap_or_k(k, category_cap(k, share)) for k in ks.tolist()], dtype=np.int64
         )
+        items = pre.items[dense]
+        lane_tiers = np.asarray([tiers[i] for i in lane], dtype=np.int64)
         picked = select_rows(
-            self.catalog,
-            pre[0][dense],
-            pre[1][dense],
-            pre[2][dense],
-            np.asarray([tiers[i] for i in lane], dtype=np.int64),
-            ks,
-            caps,
+            self.catalog, items, pre.scores[dense], pre.sources[dense], lane_tiers, ks, caps
         )
+        inexact = set()
+        if pre.per_category is not None:
+            inexact = set(_saturated(self.catalog, items, lane_tiers, caps, pre.per_category))
         out: dict[int, Recommended] = {}
         for position, i in enumerate(lane):
             count = int(picked.counts[position])
-            if count < asks[i].k:
-                continue  # short after the rules: the search path widens the candidates
+            if count < asks[i].k or position in inexact:
+                continue  # the list cannot decide this request: the search path ranks it
             ranked = RankedList(
                 picked.items[position, :count],
                 picked.scores[position, :count],
@@ -600,16 +598,50 @@ def _cap_or_k(k: int, cap: int | None) -> int:
     return k if cap is None else cap
 
 
-def _precomputed(bundle: Bundle) -> tuple[npt.NDArray[np.int32], FloatArray, Any] | None:
-    """The bundle's precomputed candidate lists (engine.blend.PrecomputedCandidates), checked
-    against its member and item counts; None when it has none."""
-    arrays = [bundle.arrays.get(name) for name in PRECOMPUTED_ARRAYS]
-    if any(a is None for a in arrays):
+def _saturated(
+    catalog: Any, items: npt.NDArray[np.int32], tiers: IntArray, caps: IntArray, stored: int
+) -> list[int]:
+    """Rows whose capped list may differ from the full ranking: a category the list holds
+    ``stored`` items of (more were cut when it was precomputed) but fewer than the request's
+    cap of them are eligible for the member's tier, so the full ranking could have supplied
+    further items of it."""
+    valid = items >= 0
+    safe = np.where(valid, items, 0)
+    flat = np.flatnonzero(valid.ravel())
+    codes = catalog.category_codes[safe.ravel()[flat]].astype(np.int64)
+    width = items.shape[1]
+    rows = flat // width
+    eligible = catalog.eligible[tiers[rows], safe.ravel()[flat]]
+    keys = rows * (len(catalog.categories) + 1) + codes + 1
+    groups, inverse = np.unique(keys, return_inverse=True)
+    held = np.bincount(inverse)
+    usable = np.bincount(inverse, weights=eligible)
+    group_rows = groups // (len(catalog.categories) + 1)
+    group_codes = groups % (len(catalog.categories) + 1) - 1
+    bad = (held >= stored) & (usable < caps[group_rows]) & (group_codes >= 0)
+    return [int(row) for row in np.unique(group_rows[bad])]
+
+
+@dataclass(frozen=True, slots=True)
+class _Lists:
+    """A bundle's precomputed candidate lists (engine.blend.PrecomputedCandidates)."""
+
+    items: npt.NDArray[np.int32]
+    scores: FloatArray
+    sources: npt.NDArray[np.int8]
+    per_category: int | None
+
+    @property
+    def width(self) -> int:
+        return int(self.items.shape[1])
+
+
+def _precomputed(bundle: Bundle) -> _Lists | None:
+    """The bundle's precomputed candidate lists, checked against its member and item counts;
+    None when it has none."""
+    if not all(name in bundle.arrays for name in PRECOMPUTED_ARRAYS):
         return None
-    items, scores, sources = arrays
-    assert items is not None
-    assert scores is not None
-    assert sources is not None
+    items, scores, sources = (bundle.arrays[name] for name in PRECOMPUTED_ARRAYS)
     n_members = len(bundle.member_ids)
     if (
         items.ndim != 2
@@ -624,7 +656,10 @@ def _precomputed(bundle: Bundle) -> tuple[npt.NDArray[np.int32], FloatArray, Any
         )
     if items.size and int(items.max()) >= len(bundle.item_ids):
         raise BundleError(f"{bundle.path}: precomputed candidates refer to unknown items")
-    return items, scores, sources
+    cap = bundle.manifest.get("precomputed_per_category")
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
+        raise BundleError(f"{bundle.path}: precomputed_per_category must be a positive integer")
+    return _Lists(items, scores, sources, cap)
 
 
 class _FeatureEmbedding:

@@ -169,6 +169,9 @@ class BundleConfig:
     item_index: str = "auto"
     #: Each member's top-N blended items stored for serving (0: serving searches every time).
     precomputed_candidates: int = 50
+    #: At most this many items of one category per precomputed list (0: no cap), so serving's
+    #: diversity cap rarely exhausts a list (it covers k up to this / the serving share).
+    precomputed_per_category: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,6 +451,7 @@ def _bundle(t: _Table) -> BundleConfig:
         member_index=t.string("member_index", "exact", choices=INDEX_KINDS),
         item_index=t.string("item_index", "auto", choices=INDEX_KINDS),
         precomputed_candidates=t.integer("precomputed_candidates", 50, minimum=0),
+        precomputed_per_category=t.integer("precomputed_per_category", 10, minimum=0),
     )
     t.finish()
     return config

@@ -519,7 +519,14 @@ def _write_bundle(
         raise DataError(f"model {artifacts.kind!r} exported no vectors; it cannot be bundled")
     item_index, blender = scoring
     width = min(config.bundle.precomputed_candidates, data.n_items)
-    precomputed = blender.precompute(width).arrays() if width > 0 else {}
+    per_category = config.bundle.precomputed_per_category or None
+    precomputed = {}
+    if width > 0:
+        names, codes = np.unique(catalogue["item_category"], return_inverse=True)
+        codes = np.where(names[codes] == "", -1, codes)
+        precomputed = blender.precompute(
+            width, categories=codes, per_category=per_category
+        ).arrays()
     indexes = {}
     if item_index is not None:
         indexes[ITEM_INDEX] = item_index.faiss_index
@@ -532,6 +539,7 @@ def _write_bundle(
         "scorer": "blend",
         MANIFEST_KEY: config.blend.weights.as_dict(),
         "precomputed_candidates": width,
+        "precomputed_per_category": per_category if width > 0 else None,
         "model": artifacts.manifest_fields(),
         "training": {
             "config": config.name,

@@ -74,7 +74,7 @@ ITEMS = [
 ITEM_IDS = [row[0] for row in ITEMS]
 MEMBERS = {"m_tea": (1.0, 0.1, 0.0), "m_gold": (1.0, 0.1, 0.0), "m_cof": (0.1, 1.0, 0.0)}
 HISTORY = {("m_tea", "tea3"): 1.0, ("m_cof", "cof1"): 1.0}
-BLEND = {
+BLEND: dict[str, Any] = {
     "embedding": 1.0,
     "buy_again": 0.5,
     "trending": 0.05,
@@ -97,6 +97,7 @@ def write_test_bundle(
     label: str = "v1",
     with_item_attributes: bool = True,
     precomputed: int = 0,
+    per_category: int | None = None,
 ) -> Path:
     """The test bundle; ``precomputed``: store each member's top-N blend lists (what
     ``recsys train`` writes with ``[bundle] precomputed_candidates``)."""
@@ -125,13 +126,17 @@ def write_test_bundle(
     lists = {}
     if precomputed:
         blender = Blender(members, items, history, trending, BlendWeights(**BLEND), index=index)
-        lists = blender.precompute(precomputed).arrays()
+        codes = np.unique([r[1] for r in ITEMS], return_inverse=True)[1]
+        lists = blender.precompute(
+            precomputed, categories=codes, per_category=per_category
+        ).arrays()
     return write_bundle(
         path,
         manifest={
             "kind": "als",
             "blend": BLEND,
             "precomputed_candidates": precomputed,
+            "precomputed_per_category": per_category,
             "params": {"regularization": 0.01, "alpha": 1.0},
             "label": label,
         },

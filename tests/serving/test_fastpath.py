@@ -31,16 +31,21 @@ def _profile(tier: str) -> MemberProfile:
     return MemberProfile(**fields)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("width", [3, 6, 12])
+@pytest.mark.parametrize(
+    ("width", "per_category"), [(3, None), (6, None), (12, None), (4, 1), (6, 2)]
+)
 def test_precomputed_lists_answer_exactly_what_the_search_answers(
-    tmp_path: Path, width: int
+    tmp_path: Path, width: int, per_category: int | None
 ) -> None:
     """Every member, tier, k and policy: the same items, scores and sources with and without
-    the precomputed lists (short lists fall back to the search, width 3 forces that)."""
+    the precomputed lists (short lists fall back to the search, width 3 forces that; lists
+    capped per category fall back when a cut category could have supplied more)."""
     searched = _model(write_test_bundle(tmp_path / "plain"))
-    listed = _model(write_test_bundle(tmp_path / "listed", precomputed=width))
+    listed = _model(
+        write_test_bundle(tmp_path / "listed", precomputed=width, per_category=per_category)
+    )
     assert listed._precomputed is not None
-    assert listed._precomputed[0].shape == (3, width)
+    assert listed._precomputed.items.shape == (3, width)
     tiers = [None, "regular", "gold", "diamond"]
     policies = list(PurchasedPolicy)
     asks = [
@@ -50,6 +55,12 @@ def test_precomputed_lists_answer_exactly_what_the_search_answers(
         )
     ]
     assert listed.recommend_many(asks) == searched.recommend_many(asks)
+    rows = [listed.member_ids.get(ask.member_id) for ask in asks]
+    tier_ranks = [listed.catalog.tier_rank(a.profile.tier if a.profile else None) for a in asks]
+    answered = listed._from_precomputed(asks, rows, tier_ranks)
+    assert answered is not None
+    if width >= 6:  # the lists, not the search, answered many of them
+        assert len(answered) >= 20
     for ask in asks[:: len(asks) // 25]:  # one at a time, too
         assert listed.recommend_many([ask]) == searched.recommend_many([ask])
 

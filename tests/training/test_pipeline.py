@@ -252,3 +252,38 @@ def test_bundle_carries_the_item_attributes_serving_rules_need(
     assert bundle.arrays["item_min_tier"].tolist() == items["min_tier"].fill_null("").to_list()
     assert bundle.arrays["item_active"].tolist() == items["active"].fill_null(True).to_list()
     assert (bundle.arrays["item_min_tier"] != "").any()  # the synthetic data has exclusives
+
+
+def test_bundle_carries_each_members_precomputed_blend_list(first_run: TrainResult) -> None:
+    """What serving reads instead of searching: each member's blend ranking, at most
+    ``precomputed_per_category`` items of one category, first ``precomputed_candidates``."""
+    from engine.blend import PRECOMPUTED_ARRAYS
+    from engine.bundle import read_bundle
+
+    bundle = read_bundle(first_run.bundle)
+    width = bundle.manifest["precomputed_candidates"]
+    cap = bundle.manifest["precomputed_per_category"]
+    items, scores, sources = (bundle.arrays[name] for name in PRECOMPUTED_ARRAYS)
+    assert (width, cap) == (50, 10)
+    assert items.shape == (len(bundle.member_ids), width)
+    category = bundle.arrays["item_category"]
+    blender = BundleRecommender.from_path(first_run.bundle).blender
+    rows = np.arange(0, len(bundle.member_ids), 7)
+    full = blender.rank(rows, blender.n_items)  # the whole candidate set, blend order
+    for position, row in enumerate(rows):  # a plain reference walk, one member at a time
+        expected: list[int] = []
+        seen: dict[str, int] = {}
+        for item in full.items[position]:
+            if item < 0 or len(expected) == width:
+                break
+            name = str(category[item])
+            if name and seen.get(name, 0) >= cap:
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            expected.append(int(item))
+        got = items[row][items[row] >= 0].tolist()
+        assert got == expected
+        order = {int(item): i for i, item in enumerate(full.items[position])}
+        picked = [order[item] for item in got]
+        assert np.allclose(scores[row][: len(got)], full.scores[position][picked])
+        assert sources[row][: len(got)].tolist() == full.sources[position][picked].tolist()
