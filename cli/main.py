@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import data, demo, features, models, serve, train, tune
+from cli import audience, data, demo, features, models, serve, train, tune
 
 app = typer.Typer(
     name="recsys",
@@ -25,6 +25,7 @@ app.command("recommend")(train.recommend_cmd)
 app.command("tune")(tune.tune_cmd)
 app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="api-key")
+app.add_typer(audience.app, name="audience")
 
 
 def main() -> None:

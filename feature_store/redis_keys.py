@@ -27,6 +27,7 @@ DEFAULT_PREFIX: Final[str] = "recsys"
 _PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]+(?::[A-Za-z0-9_.\-]+)*$")
 _VERSION_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _GLOB_SPECIAL: Final = re.compile(r"([*?\[\]\\])")
+_AUDIENCE_RE: Final = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 
 
 def _glob_escape(text: str) -> str:
@@ -139,6 +140,33 @@ class RedisKeys:
     def serving_model(self) -> str:
         """STRING: the model every serving worker should run (JSON), set by a model reload."""
         return f"{self.root}:srv:model"
+
+    # ---- campaign audiences (serving/audiences.py): not per snapshot version or model -------
+
+    def audience_meta(self, audience_id: str) -> str:
+        """HASH with TTL: an audience's summary (JSON) and the layout of its member records."""
+        return f"{self.root}:aud:{_checked_audience(audience_id)}:meta"
+
+    def audience_rows(self, audience_id: str) -> str:
+        """STRING with TTL: the audience's ranked members, fixed-width binary records best
+        first (read a page with GETRANGE)."""
+        return f"{self.root}:aud:{_checked_audience(audience_id)}:rows"
+
+    def audience_contacts(self, audience_id: str) -> str:
+        """HASH with TTL: the contacts of an audience marked sent (member ids as fixed-width
+        records, their count and the sent time), kept for the contact frequency cap."""
+        return f"{self.root}:aud:{_checked_audience(audience_id)}:sent"
+
+    @property
+    def audience_sends(self) -> str:
+        """ZSET: ids of the audiences marked sent, scored by the sent time (epoch seconds)."""
+        return f"{self.root}:aud:sends"
+
+
+def _checked_audience(audience_id: str) -> str:
+    if not _AUDIENCE_RE.match(audience_id):
+        raise ValueError(f"invalid audience id {audience_id!r}")
+    return audience_id
 
 
 def _checked_model(model_id: str) -> str:

@@ -21,13 +21,14 @@ from fastapi import FastAPI
 
 from feature_store.errors import ConfigError
 from feature_store.policy import FeaturePolicy, load_policy
+from serving.audiences import AudienceService
 from serving.batcher import RecommendationBatcher
 from serving.deps import AppState
 from serving.errors import install_error_handlers
 from serving.fastpath import RecommendationsFastPath
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.online import OnlineGateway, StoreDownError
-from serving.routes import events, health, items, members, models, recommendations
+from serving.routes import audiences, events, health, items, members, models, recommendations
 from serving.security import KeyRing
 from serving.settings import Settings, SettingsError, load_settings
 from serving.state import ModelHolder, Resolver
@@ -71,7 +72,14 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
         gateway = OnlineGateway(settings, policy)
         batcher = RecommendationBatcher(gateway, metrics)
         state = AppState(
-            settings, policy, holder, gateway, metrics, KeyRing(settings.api_keys), batcher
+            settings,
+            policy,
+            holder,
+            gateway,
+            metrics,
+            KeyRing(settings.api_keys),
+            batcher,
+            AudienceService(settings, gateway, policy.rfm.segment_names),
         )
         app.state.recsys = state
         batcher.start()
@@ -106,12 +114,12 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
     app = FastAPI(
         title="recsys: member recommendations",
         version=API_VERSION,
-        summary="For-you recommendations, similar items, member profiles and purchase events "
-        "for retail loyalty programmes.",
+        summary="For-you recommendations, similar items, member profiles, campaign audiences "
+        "and purchase events for retail loyalty programmes.",
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (recommendations, items, members, events, models, health):
+    for module in (recommendations, items, members, audiences, events, models, health):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RecommendationsFastPath, metrics=metrics)  # outermost: skips the rest

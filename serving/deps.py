@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from feature_store.policy import FeaturePolicy
+from serving.audiences import AudienceService
 from serving.batcher import RecommendationBatcher
 from serving.errors import AuthenticationError, PermissionDeniedError
 from serving.metrics import Metrics
@@ -33,6 +34,7 @@ class AppState:
     metrics: Metrics
     keyring: KeyRing
     batcher: RecommendationBatcher
+    audiences: AudienceService
 
 
 #: The caller in open mode (no keys configured): loopback clients may do everything.
@@ -102,12 +104,14 @@ Storefront = Annotated[ApiKey, Depends(requires(Permission.RECOMMEND))]
 Marketer = Annotated[ApiKey, Depends(requires(Permission.PROFILES))]
 Ingest = Annotated[ApiKey, Depends(requires(Permission.EVENTS))]
 Admin = Annotated[ApiKey, Depends(requires(Permission.MODELS))]
+Campaigns = Annotated[ApiKey, Depends(requires(Permission.AUDIENCES))]
 AnyCaller = Annotated[ApiKey, Depends(requires(None))]
 
 __all__ = [
     "Admin",
     "AnyCaller",
     "AppState",
+    "Campaigns",
     "CurrentModel",
     "Ingest",
     "Marketer",

@@ -23,6 +23,10 @@ runs at import time.
 | ``RECSYS_REDIS_TIMEOUT_MS`` | ``250`` | socket timeout of Redis calls made while answering |
 | ``RECSYS_REDIS_RETRY_SECONDS`` | ``1.0`` | after a Redis failure, skip Redis this long before trying again |
 | ``RECSYS_MODEL_POLL_SECONDS`` | ``2.0`` | how often a worker checks whether another one switched models |
+| ``RECSYS_SNAPSHOT`` | the online store's active snapshot | feature snapshot folder audiences read member attributes from |
+| ``RECSYS_AUDIENCE_TTL_DAYS`` | ``30`` | how long a created audience (and its member list) is kept |
+| ``RECSYS_AUDIENCE_MAX_MEMBERS`` | ``5000000`` | largest audience that may be created (bounds Redis memory) |
+| ``RECSYS_CONTACT_HISTORY_DAYS`` | ``365`` | how long sent audiences count for the contact frequency cap |
 """
 
 from __future__ import annotations
@@ -79,6 +83,10 @@ class Settings:
     redis_timeout_ms: int = 250
     redis_retry_seconds: float = 1.0
     model_poll_seconds: float = 2.0
+    snapshot: Path | None = None
+    audience_ttl_days: int = 30
+    audience_max_members: int = 5_000_000
+    contact_history_days: int = 365
 
     @property
     def open_mode(self) -> bool:
@@ -186,6 +194,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     policy = _text(env, "RECSYS_POLICY_FILE")
     if policy is not None and not Path(policy).is_file():
         raise SettingsError(f"RECSYS_POLICY_FILE={policy!r}: no such file")
+    snapshot = _text(env, "RECSYS_SNAPSHOT")
+    if snapshot is not None and not (Path(snapshot) / "manifest.json").is_file():
+        raise SettingsError(
+            f"RECSYS_SNAPSHOT={snapshot!r}: not a feature snapshot folder (no manifest.json); "
+            "give a folder written by `recsys features build`, or unset it to use the online "
+            "store's active snapshot"
+        )
     settings = Settings(
         model_uri=_text(env, "RECSYS_MODEL_URI") or DEFAULT_MODEL_URI,
         tracking_uri=_text(env, "MLFLOW_TRACKING_URI"),
@@ -204,6 +219,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         redis_timeout_ms=_int(env, "RECSYS_REDIS_TIMEOUT_MS", 250, 10, 60_000),
         redis_retry_seconds=_float(env, "RECSYS_REDIS_RETRY_SECONDS", 1.0, 0.0, 300.0),
         model_poll_seconds=_float(env, "RECSYS_MODEL_POLL_SECONDS", 2.0, 0.0, 3600.0),
+        snapshot=Path(snapshot) if snapshot else None,
+        audience_ttl_days=_int(env, "RECSYS_AUDIENCE_TTL_DAYS", 30, 1, 3650),
+        audience_max_members=_int(env, "RECSYS_AUDIENCE_MAX_MEMBERS", 5_000_000, 1, 20_000_000),
+        contact_history_days=_int(env, "RECSYS_CONTACT_HISTORY_DAYS", 365, 1, 3650),
     )
     settings.check_bind()
     return settings
