@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,7 +28,7 @@ import numpy.typing as npt
 import polars as pl
 import scipy.sparse as sp
 
-from engine.blend import BUY_AGAIN, ITEM_INDEX, MANIFEST_KEY, TRENDING, Blender
+from engine.blend import BUY_AGAIN, ITEM_INDEX, MANIFEST_KEY, PRECOMPUTED_ARRAYS, TRENDING, Blender
 from engine.bundle import write_bundle
 from engine.index import IndexConfig, VectorIndex, build_index
 from engine.models import ModelArtifacts, TrainData, create_model
@@ -223,14 +224,16 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
         "rejected_rows": rejected_rows,
     }
 
+    with clock.step("precompute_s", "precomputing each member's list for serving"):
+        lists = _precompute(config, blender, catalogue, data.n_items)
     with clock.step("bundle_s", "writing the bundle"):
         bundle_dir = _write_bundle(
             options.out / "bundle",
             config,
             artifacts,
             data,
-            catalogue,
-            (item_index, blender),
+            {**catalogue, **lists},
+            item_index,
             report,
             facts,
         )
@@ -502,13 +505,33 @@ def item_attributes(items: pl.DataFrame) -> dict[str, npt.NDArray[Any]]:
     }
 
 
+def _precompute(
+    config: TrainConfig, blender: Blender, catalogue: dict[str, npt.NDArray[Any]], n_items: int
+) -> dict[str, npt.NDArray[Any]]:
+    """Each member's blend list for serving (``[bundle] precomputed_candidates``, capped per
+    category by ``precomputed_per_category``), or nothing when turned off."""
+    width = min(config.bundle.precomputed_candidates, n_items)
+    if width <= 0:
+        return {}
+    names, codes = np.unique(catalogue["item_category"], return_inverse=True)
+    codes = np.where(names[codes] == "", -1, codes)
+    per_category = config.bundle.precomputed_per_category or None
+    lists = blender.precompute(width, categories=codes, per_category=per_category, threads=_cores())
+    return lists.arrays()
+
+
+def _cores() -> int:
+    """CPU cores this process may use (the precompute runs one thread per core)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
 def _write_bundle(
     path: Path,
     config: TrainConfig,
     artifacts: ModelArtifacts,
     data: PreparedData,
     catalogue: dict[str, npt.NDArray[Any]],
-    scoring: tuple[VectorIndex | None, Blender],
+    item_index: VectorIndex | None,
     report: EvaluationReport,
     facts: dict[str, Any],
 ) -> Path:
@@ -517,16 +540,10 @@ def _write_bundle(
     precomputed blend candidates (``[bundle] precomputed_candidates``)."""
     if artifacts.member_vectors is None or artifacts.item_vectors is None:
         raise DataError(f"model {artifacts.kind!r} exported no vectors; it cannot be bundled")
-    item_index, blender = scoring
-    width = min(config.bundle.precomputed_candidates, data.n_items)
+    width = (
+        int(catalogue[PRECOMPUTED_ARRAYS[0]].shape[1]) if PRECOMPUTED_ARRAYS[0] in catalogue else 0
+    )
     per_category = config.bundle.precomputed_per_category or None
-    precomputed = {}
-    if width > 0:
-        names, codes = np.unique(catalogue["item_category"], return_inverse=True)
-        codes = np.where(names[codes] == "", -1, codes)
-        precomputed = blender.precompute(
-            width, categories=codes, per_category=per_category
-        ).arrays()
     indexes = {}
     if item_index is not None:
         indexes[ITEM_INDEX] = item_index.faiss_index
@@ -564,7 +581,6 @@ def _write_bundle(
             "item_vectors": artifacts.item_vectors,
             TRENDING: data.trending,
             **catalogue,
-            **precomputed,
         },
         sparse={BUY_AGAIN: data.history},
         member_ids=data.member_ids,
