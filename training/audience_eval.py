@@ -58,17 +58,12 @@ from engine.audience import (
     Size,
 )
 from engine.ids import IdMap
-from engine.models import TrainData, create_model
 from feature_store.dataset import LoadOptions, load_dataset, table_path
 from feature_store.errors import DataError
 from feature_store.member_columns import read_item_columns, read_member_columns
-from feature_store.offline import FILES as SNAPSHOT_FILES
-from feature_store.offline import FORMAT_VERSION as SNAPSHOT_FORMAT
 from feature_store.offline import (
-    build_features,
     open_snapshot,
     source_fingerprint,
-    write_snapshot,
 )
 from feature_store.policy import load_policy
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES
@@ -77,10 +72,10 @@ from training.data import (
     PreparedData,
     SnapshotFrames,
     Split,
-    hybrid_features,
     prepare,
     resolve_split,
 )
+from training.pipeline import fit_model, write_cutoff_snapshot
 
 Progress = Callable[[str], None]
 #: called after each seed with (seeds done, seeds in all)
@@ -396,31 +391,16 @@ def evaluate_audiences(
     as_of = split.cutoff.date()
 
     step(f"feature snapshot as of {as_of}")
-    tables = build_features(dataset, policy, as_of)
     files = [table_path(options.data, spec) for spec in (MEMBERS, ITEMS, PURCHASES)]
     snapshot_dir = options.out / "snapshot"
-    write_snapshot(
-        tables,
-        {
-            "format_version": SNAPSHOT_FORMAT,
-            "as_of": as_of.isoformat(),
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source_fingerprint": source_fingerprint(files),
-            "source": {"data_dir": str(options.data.resolve())},
-            "policy_sha256": policy.sha256,
-            "policy_path": str(policy.source.resolve()),
-            "tiers": list(tiers),
-            "row_counts": {
-                "members": tables.members.height,
-                "items": tables.items.height,
-                "tier_history": tables.tier_history.height,
-                "recent_purchases": tables.recent_purchases.height,
-            },
-            "rejected_rows": loaded.report.rejected_count,
-            "purchases_used": tables.purchases_used,
-            "files": dict(SNAPSHOT_FILES),
-        },
+    tables = write_cutoff_snapshot(
+        options.data,
+        dataset,
+        policy,
+        as_of,
         snapshot_dir,
+        source_fingerprint(files),
+        loaded.report.rejected_count,
     )
     snapshot = open_snapshot(snapshot_dir)
     attributes = read_member_columns(snapshot)
@@ -525,20 +505,7 @@ def evaluate_audiences(
 def _fit(
     config: TrainConfig, confidence: sp.csr_matrix, data: PreparedData, frames: SnapshotFrames
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    member_features = item_features = None
-    if config.model.kind == "lightfm":
-        member_features, item_features = hybrid_features(frames, data)
-    model = create_model(config.model.kind, **dict(config.model.params))
-    model.fit(
-        TrainData(
-            confidence=confidence,
-            member_features=member_features,
-            item_features=item_features,
-            member_tiers=data.members.tier,
-            n_tiers=len(data.tiers),
-        )
-    )
-    artifacts = model.export()
+    artifacts = fit_model(config.model.kind, dict(config.model.params), confidence, data, frames)
     if artifacts.member_vectors is None or artifacts.item_vectors is None:
         raise DataError(f"model {artifacts.kind!r} exported no member and item vectors")
     return artifacts.member_vectors, artifacts.item_vectors

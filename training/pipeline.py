@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from feature_store.offline import (
     source_fingerprint,
     write_snapshot,
 )
-from feature_store.policy import load_policy
+from feature_store.policy import FeaturePolicy, load_policy
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES, Col, conform
 from training.config import BaselineConfig, TagWeights, TrainConfig, WeightsConfig
 from training.data import (
@@ -173,7 +173,9 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
     del dataset
 
     with clock.step("fit_s", f"fitting {config.model.kind}"):
-        artifacts = _fit(config.model.kind, dict(config.model.params), confidence, data, snapshot)
+        artifacts = fit_model(
+            config.model.kind, dict(config.model.params), confidence, data, snapshot
+        )
 
     with clock.step("item_index_s", "item index"):
         item_index, blender = _blender(artifacts, data, config)
@@ -314,17 +316,35 @@ def _snapshot(
             )
         return SnapshotFrames.from_snapshot(snapshot), options.snapshot
     policy = load_policy(config.policy)
-    tables: FeatureTables = build_features(dataset, policy, as_of)
     out = options.out / "snapshot"
+    tables = write_cutoff_snapshot(
+        options.data, dataset, policy, as_of, out, data_fingerprint, rejected_rows
+    )
+    return SnapshotFrames.from_tables(tables, tiers), out
+
+
+def write_cutoff_snapshot(
+    data_dir: Path,
+    dataset: Dataset,
+    policy: FeaturePolicy,
+    as_of: date,
+    out: Path,
+    data_fingerprint: str,
+    rejected_rows: int,
+) -> FeatureTables:
+    """Build the member and item features as of the cutoff and write them as a snapshot folder
+    (docs/feature_snapshot.md) at ``out``: what training and the offline audience evaluation
+    learn from and what the bundle's serving rules point to."""
+    tables: FeatureTables = build_features(dataset, policy, as_of)
     manifest: dict[str, object] = {
         "format_version": SNAPSHOT_FORMAT,
         "as_of": as_of.isoformat(),
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "source_fingerprint": data_fingerprint,
-        "source": {"data_dir": str(options.data.resolve())},
+        "source": {"data_dir": str(data_dir.resolve())},
         "policy_sha256": policy.sha256,
         "policy_path": str(policy.source.resolve()),
-        "tiers": list(tiers),
+        "tiers": list(policy.tiers.names),
         "row_counts": {
             "members": tables.members.height,
             "items": tables.items.height,
@@ -342,16 +362,18 @@ def _snapshot(
         "files": dict(SNAPSHOT_FILES),
     }
     write_snapshot(tables, manifest, out)
-    return SnapshotFrames.from_tables(tables, tiers), out
+    return tables
 
 
-def _fit(
+def fit_model(
     kind: str,
     params: dict[str, Any],
     confidence: sp.csr_matrix,
     data: PreparedData,
     snapshot: SnapshotFrames,
 ) -> ModelArtifacts:
+    """Fit model ``kind`` on the confidence matrix (LightFM also on the snapshot's member and
+    item features) and export its vectors."""
     member_features = item_features = None
     if kind == "lightfm":
         member_features, item_features = hybrid_features(snapshot, data)
@@ -409,7 +431,7 @@ def _evaluate_baseline(
 ) -> ModelResult:
     """Fit a baseline on its input matrix and rank the whole catalogue with its scores."""
     matrix = data.binary() if baseline.weighting == "binary" else weighted
-    artifacts = _fit(baseline.kind, dict(baseline.params), matrix, data, snapshot)
+    artifacts = fit_model(baseline.kind, dict(baseline.params), matrix, data, snapshot)
     history = data.history if baseline.kind == "buy_again" else matrix
     popularity = np.bincount(data.history.indices, minlength=data.n_items)
     ranker = model_ranker(artifacts, history, data.history, tie_break=popularity)
@@ -471,7 +493,9 @@ def _ablation(
         clock.progress(f"ablation: {description}")
         weights = neutralise(config.weights)
         confidence = data.confidence(weights)
-        artifacts = _fit(config.model.kind, dict(config.model.params), confidence, data, snapshot)
+        artifacts = fit_model(
+            config.model.kind, dict(config.model.params), confidence, data, snapshot
+        )
         _, blender = _blender(artifacts, data, config)
         result = evaluate_ranker(
             f"no_{name}", blend_ranker(blender), eval_set, config.evaluation.ks, k
