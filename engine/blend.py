@@ -293,6 +293,7 @@ class Blender:
         scores = np.zeros((n, width), dtype=np.float32)
         sources = np.full((n, width), -1, dtype=np.int8)
         indptr = self._history.indptr
+        code_groups = 0 if codes is None else int(codes.max(initial=0)) + 2
 
         def fill(start: int) -> int:
             stop = min(n, start + chunk)
@@ -306,7 +307,7 @@ class Blender:
             if codes is not None and per_category is not None:
                 flat = np.flatnonzero(taken.ravel())
                 item_codes = codes[ranked.ravel()[flat]]
-                groups = (flat // depth) * (int(codes.max(initial=0)) + 2) + item_codes + 1
+                groups = (flat // depth) * code_groups + item_codes + 1
                 capped = (rank_within(groups) >= per_category) & (item_codes >= 0)
                 taken.ravel()[flat[capped]] = False
             flat = np.flatnonzero(taken.ravel())

@@ -324,12 +324,14 @@ def rank_many(
 @dataclass(frozen=True, slots=True)
 class Selection:
     """What :func:`select_rows` kept: per row, the first ``k`` passing items (``-1`` padded),
-    their scores and sources, and how many were found (fewer than ``k``: the list fell short)."""
+    their scores and sources, how many were found, and whether the row's list decided its
+    request (``decided``: ``k`` items found and no category cut could have changed them)."""
 
     items: IntArray
     scores: FloatArray
     sources: SourceArray
     counts: IntArray
+    decided: BoolArray
 
 
 def select_rows(
@@ -340,27 +342,43 @@ def select_rows(
     tiers: IntArray,
     ks: IntArray,
     caps: IntArray,
+    stored_per_category: int | None = None,
 ) -> Selection:
     """The business rules over a matrix of ranked candidate lists, one request per row, with no
     Python per row: availability and tier eligibility (``tiers[r]``), the diversity cap
     (``caps[r]`` items per category; items without a category are not capped) and the first
     ``ks[r]`` items. Rows hold distinct items (``-1`` padding). No category filter, exclusions
-    or fallback fill: requests that need them go through :func:`rank_many`; a row whose count
-    is below its ``k`` fell short and should too."""
+    or fallback fill: requests that need them go through :func:`rank_many`, and so should a
+    row that is not ``decided``: fewer than ``k`` items passed, or (lists built keeping at most
+    ``stored_per_category`` items of a category) a category the list holds that many of has
+    fewer eligible items than the row's cap, so the full ranking could have supplied more."""
     n, width = items.shape
     k_max = int(ks.max()) if n else 0
     out_items = np.full((n, max(k_max, 1)), -1, dtype=np.int64)
     out_scores = np.zeros(out_items.shape, dtype=np.float32)
     out_sources = np.full(out_items.shape, -1, dtype=np.int8)
     if n == 0 or width == 0:
-        return Selection(out_items, out_scores, out_sources, np.zeros(n, dtype=np.int64))
+        counts = np.zeros(n, dtype=np.int64)
+        return Selection(out_items, out_scores, out_sources, counts, counts >= ks)
     valid = (items >= 0) & (items < catalog.n_items)
     safe = np.where(valid, items, 0)
-    keep = valid & catalog.eligible[tiers[:, None], safe]
-    flat = np.flatnonzero(keep.ravel())
+    eligible = valid & catalog.eligible[tiers[:, None], safe]
+    groups = len(catalog.categories) + 1
+    decided = np.ones(n, dtype=np.bool_)
+    if stored_per_category is not None:
+        listed = np.flatnonzero(valid.ravel())
+        listed_rows = listed // width
+        listed_codes = catalog.category_codes[safe.ravel()[listed]].astype(np.int64)
+        keys, inverse = np.unique(listed_rows * groups + listed_codes + 1, return_inverse=True)
+        held = np.bincount(inverse)
+        usable = np.bincount(inverse, weights=eligible.ravel()[listed])
+        key_rows, key_codes = keys // groups, keys % groups - 1
+        cut = (held >= stored_per_category) & (usable < caps[key_rows]) & (key_codes >= 0)
+        decided[key_rows[cut]] = False
+    flat = np.flatnonzero(eligible.ravel())
     rows = flat // width
     codes = catalog.category_codes[safe.ravel()[flat]].astype(np.int64)
-    within = rank_within(rows * (len(catalog.categories) + 1) + codes + 1)
+    within = rank_within(rows * groups + codes + 1)
     flat = flat[(within < caps[rows]) | (codes == NO_CATEGORY)]
     rows = flat // width
     position = rank_within(rows)
@@ -369,7 +387,8 @@ def select_rows(
     out_items[rows, position] = safe.ravel()[flat]
     out_scores[rows, position] = scores.ravel()[flat]
     out_sources[rows, position] = sources.ravel()[flat]
-    return Selection(out_items, out_scores, out_sources, np.bincount(rows, minlength=n))
+    counts = np.bincount(rows, minlength=n)
+    return Selection(out_items, out_scores, out_sources, counts, decided & (counts >= ks))
 
 
 def rank_within(groups: npt.NDArray[np.integer]) -> IntArray:

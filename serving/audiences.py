@@ -262,28 +262,28 @@ def bought_seed_members(
     rows = context.scorer.seed_items(definition.seed)
     seed_ids = context.item_ids.ids_at(rows)
     reference = datetime.combine(context.as_of, time())
-    buyers = [np.empty(0, dtype="<U1")]
-    if run is not None and seed_ids.size:
-        events = run(_journal_purchases).with_columns(pl.col("ts").str.to_datetime(time_unit="us"))
-        if events.height:
-            newest = events.get_column("ts").max()
-            if isinstance(newest, datetime) and newest > reference:
-                reference = newest
-            since = reference - timedelta(days=days)
-            recent = events.filter(
-                pl.col("item_id").is_in(seed_ids.tolist())
-                & (pl.col("quantity") > 0)
-                & (pl.col("ts") >= since)
-            )
-            buyers.append(recent.get_column("member_id").to_numpy().astype(np.str_))
-    elif run is None:
+    if run is None:
         warnings.append(
             "exclude.bought_seed_within_days: purchases reported since the snapshot are not "
             "known without the online store; only the snapshot's purchases were checked"
         )
+    if not seed_ids.size:
+        return context.mask_of(np.empty(0, dtype="<U1")), warnings
+    events = None
+    if run is not None:
+        events = run(_journal_purchases).with_columns(pl.col("ts").str.to_datetime(time_unit="us"))
+        newest = events.get_column("ts").max() if events.height else None
+        if isinstance(newest, datetime) and newest > reference:
+            reference = newest
     since = reference - timedelta(days=days)
-    if seed_ids.size:
-        buyers.append(recent_buyers(context.snapshot, seed_ids.tolist(), since))
+    buyers = [recent_buyers(context.snapshot, seed_ids.tolist(), since)]
+    if events is not None and events.height:
+        recent = events.filter(
+            pl.col("item_id").is_in(seed_ids.tolist())
+            & (pl.col("quantity") > 0)
+            & (pl.col("ts") >= since)
+        )
+        buyers.append(recent.get_column("member_id").to_numpy().astype(np.str_))
     return context.mask_of(np.concatenate(buyers)), warnings
 
 

@@ -5,7 +5,7 @@ def recommendations(member_id: MemberIdPath, caller: Storefront, model: CurrentM
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -58,13 +58,14 @@ async def get_model(state: State) -> ServingModel:
 CurrentModel = Annotated[ServingModel, Depends(get_model)]
 
 
-def _token(request: Request) -> str | None:
-    header = request.headers.get("authorization")
+def presented_token(headers: Mapping[str, str]) -> str | None:
+    """The API key a request presents: ``Authorization: Bearer KEY``, else ``X-API-Key``."""
+    header = headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return request.headers.get("x-api-key") or None
+    return headers.get("x-api-key") or None
 
 
 def authenticate(request: Request, state: AppState, permission: Permission | None) -> ApiKey:
@@ -77,7 +78,7 @@ def authenticate(request: Request, state: AppState, permission: Permission | Non
                 "clients only"
             )
         return OPEN_CALLER
-    token = _token(request)
+    token = presented_token(request.headers)
     if token is None:
         raise AuthenticationError(
             "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"
@@ -119,4 +120,5 @@ __all__ = [
     "Storefront",
     "authenticate",
     "get_state",
+    "presented_token",
 ]

@@ -20,9 +20,10 @@ import time
 from typing import Final
 from urllib.parse import parse_qsl
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving.deps import AppState
+from serving.deps import AppState, presented_token
 from serving.metrics import Metrics
 from serving.routes.recommendations import ROUTE_PATH, answer
 from serving.schemas import MAX_ID_LENGTH, MAX_K
@@ -87,24 +88,10 @@ def _parse(scope: Scope) -> _Ask | None:
     return ask
 
 
-def _token(scope: Scope) -> str | None:
-    """The presented key, by the same rules as :func:`serving.deps.authenticate`."""
-    bearer: str | None = None
-    api_key: str | None = None
-    for name, value in scope.get("headers", ()):
-        if name == b"authorization":
-            scheme, _, rest = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and rest.strip():
-                bearer = rest.strip()
-        elif name == b"x-api-key":
-            api_key = value.decode("latin-1") or None
-    return bearer or api_key
-
-
 def _allowed(scope: Scope, state: AppState) -> bool:
     if state.settings.open_mode:
         return False  # the framework applies the loopback-only rule and its message
-    token = _token(scope)
+    token = presented_token(Headers(scope=scope))
     if token is None or len(token) > MAX_KEY_LENGTH:
         return False
     key = state.keyring.find(token)

@@ -339,8 +339,8 @@ class ServingModel:
         members of the bundle without recent events, no category filter, a policy that
         excludes nothing for them (``keep``, or ``exclude_recent`` with no recent purchase),
         ``k`` within the list width. The rules run vectorized over all of them
-        (:func:`engine.ranking.select_rows`); a list that falls short after the rules is left
-        to the search path. None when the bundle has no precomputed lists."""
+        (:func:`engine.ranking.select_rows`); a list that cannot decide its request (too short
+        after the rules, or a category cut at precompute time) is left to the search path. None when the bundle has no precomputed lists."""
         pre = self._precomputed
         if pre is None:
             return None
@@ -361,19 +361,21 @@ class ServingModel:
         caps = np.asarray(
             [_cap_or_k(k, category_cap(k, share)) for k in ks.tolist()], dtype=np.int64
         )
-        items = pre.items[dense]
-        lane_tiers = np.asarray([tiers[i] for i in lane], dtype=np.int64)
         picked = select_rows(
-            self.catalog, items, pre.scores[dense], pre.sources[dense], lane_tiers, ks, caps
+            self.catalog,
+            pre.items[dense],
+            pre.scores[dense],
+            pre.sources[dense],
+            np.asarray([tiers[i] for i in lane], dtype=np.int64),
+            ks,
+            caps,
+            pre.per_category,
         )
-        inexact = set()
-        if pre.per_category is not None:
-            inexact = set(_saturated(self.catalog, items, lane_tiers, caps, pre.per_category))
         out: dict[int, Recommended] = {}
         for position, i in enumerate(lane):
-            count = int(picked.counts[position])
-            if count < asks[i].k or position in inexact:
+            if not picked.decided[position]:
                 continue  # the list cannot decide this request: the search path ranks it
+            count = int(picked.counts[position])
             ranked = RankedList(
                 picked.items[position, :count],
                 picked.scores[position, :count],
@@ -596,30 +598,6 @@ class ServingModel:
 
 def _cap_or_k(k: int, cap: int | None) -> int:
     return k if cap is None else cap
-
-
-def _saturated(
-    catalog: Any, items: npt.NDArray[np.int32], tiers: IntArray, caps: IntArray, stored: int
-) -> list[int]:
-    """Rows whose capped list may differ from the full ranking: a category the list holds
-    ``stored`` items of (more were cut when it was precomputed) but fewer than the request's
-    cap of them are eligible for the member's tier, so the full ranking could have supplied
-    further items of it."""
-    valid = items >= 0
-    safe = np.where(valid, items, 0)
-    flat = np.flatnonzero(valid.ravel())
-    codes = catalog.category_codes[safe.ravel()[flat]].astype(np.int64)
-    width = items.shape[1]
-    rows = flat // width
-    eligible = catalog.eligible[tiers[rows], safe.ravel()[flat]]
-    keys = rows * (len(catalog.categories) + 1) + codes + 1
-    groups, inverse = np.unique(keys, return_inverse=True)
-    held = np.bincount(inverse)
-    usable = np.bincount(inverse, weights=eligible)
-    group_rows = groups // (len(catalog.categories) + 1)
-    group_codes = groups % (len(catalog.categories) + 1) - 1
-    bad = (held >= stored) & (usable < caps[group_rows]) & (group_codes >= 0)
-    return [int(row) for row in np.unique(group_rows[bad])]
 
 
 @dataclass(frozen=True, slots=True)
