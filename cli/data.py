@@ -124,6 +124,14 @@ def synth_cmd(
         datetime | None,
         typer.Option(formats=["%Y-%m-%d"], help="Last day of the data [default: 2025-12-31]."),
     ] = None,
+    tier_taste: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="How strongly higher tiers favour premium and exclusive items (0: not at all).",
+        ),
+    ] = 0.0,
 ) -> None:
     """Generate a synthetic dataset with planted structure, plus its ground truth.
 
@@ -134,7 +142,9 @@ def synth_cmd(
     from cli.progress import steps
     from feature_store.synthetic import SynthConfig, write_synthetic
 
-    cfg = SynthConfig(members=members, items=items, purchases=purchases, seed=seed)
+    cfg = SynthConfig(
+        members=members, items=items, purchases=purchases, seed=seed, tier_taste=tier_taste
+    )
     if end_date is not None:
         cfg = replace(cfg, end_date=end_date.date())
     with steps("generating synthetic data") as step:

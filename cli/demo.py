@@ -96,20 +96,31 @@ def _materialize(snapshot: Path, redis_url: str) -> None:
     typer.echo(f"online store {store.url}: {result.members:,} profiles, version {result.version}")
 
 
+#: minutes of automatic search in the demo (a real run defaults to [search] budget_minutes)
+DEMO_BUDGET_MINUTES = 1.0
+
+
 def _train(dataset: Path, runs: Path) -> None:
-    """Train the default config, evaluate, log to MLflow, register and pass the promotion gate."""
+    """Choose a configuration automatically (short budget) on the validation window, score it
+    once on the test window, refit on all data, register and pass the promotion gate."""
     from cli.train import train_cmd
 
     train_cmd(
         data=dataset,
         config=None,
+        auto=False,
+        budget=DEMO_BUDGET_MINUTES,
+        max_trials=None,
         cutoff=None,
         test_end=None,
+        as_of=None,
+        refit=True,
         snapshot=None,
-        out=runs / "default",
+        out=runs / "default-auto",
         ablation=False,
         force=False,
         track=True,
+        warm_start=True,
         tracking_uri=None,
     )
 

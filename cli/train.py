@@ -49,28 +49,67 @@ def train_cmd(
     data: Annotated[Path, typer.Option(help="Dataset folder (members, items, purchases).")],
     config: Annotated[
         Path | None,
-        typer.Option(help="Training config TOML (default: training/configs/default.toml)."),
+        typer.Option(
+            help="Train this fixed configuration (TOML). Without it the automatic mode chooses "
+            "the model, its hyperparameters, the weights and the blend on the validation window."
+        ),
+    ] = None,
+    auto: Annotated[
+        bool,
+        typer.Option(
+            "--auto", help="Search even with --config (the config is the starting point)."
+        ),
+    ] = False,
+    budget: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Automatic mode: minutes of search on the validation window "
+            "(default: [search] budget_minutes, 5).",
+        ),
+    ] = None,
+    max_trials: Annotated[
+        int | None,
+        typer.Option(min=1, help="Automatic mode: stop after this many trials."),
     ] = None,
     cutoff: Annotated[
         str | None,
         typer.Option(
-            "--cutoff",
-            "--as-of",
-            help="Training uses purchases before this date (YYYY-MM-DD); overrides the config's split.",
+            help="First day of the test window (YYYY-MM-DD); the validation window ends the "
+            "day before. Default: the last test_days days of the data.",
         ),
     ] = None,
     test_end: Annotated[
         str | None,
         typer.Option(help="Last day (inclusive) of the test window; needs --cutoff."),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="The shipped model learns from purchases before this date (default: "
+            "the day after the last purchase); later purchases are ignored.",
+        ),
+    ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit/--no-refit",
+            help="Refit the chosen configuration on all data before shipping (default), or "
+            "ship the model evaluated on the test window (for reproduction).",
+        ),
+    ] = True,
     snapshot: Annotated[
         Path | None,
-        typer.Option(help="Use this feature snapshot (as of the cutoff) instead of building one."),
+        typer.Option(
+            help="Feature snapshot of the shipped model (as of --as-of, or of the cutoff with "
+            "--no-refit) instead of building one."
+        ),
     ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Run folder for the bundle, snapshot and report (default: data/runs/NAME)."
+            help="Run folder for the bundle, snapshots, search and report (default: data/runs/NAME)."
         ),
     ] = None,
     ablation: Annotated[
@@ -82,50 +121,87 @@ def train_cmd(
     track: Annotated[
         bool, typer.Option("--track/--no-track", help="Log the run to MLflow and register it.")
     ] = True,
+    warm_start: Annotated[
+        bool,
+        typer.Option(
+            "--warm-start/--no-warm-start",
+            help="Automatic mode: try the champion's searched configuration first.",
+        ),
+    ] = True,
     tracking_uri: Annotated[
         str | None,
         typer.Option(help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow)."),
     ] = None,
 ) -> None:
-    """Train, evaluate against the baselines, write the bundle, log to MLflow, promote."""
+    """Choose (automatic mode) or take (--config) a configuration, score it once on the test
+    window beside the baselines, refit it on all data, bundle, log to MLflow, promote."""
+    from dataclasses import replace
+
     from cli.progress import steps
-    from training.config import SplitConfig, load_config
+    from training.config import load_config
     from training.pipeline import TrainOptions, train
 
     cfg = load_config(config)
+    automatic = config is None or auto
     cut, end = _parse_date(cutoff, "--cutoff"), _parse_date(test_end, "--test-end")
+    until = _parse_date(as_of, "--as-of")
     if end is not None and cut is None:
         raise typer.BadParameter("--test-end needs --cutoff", param_hint="--test-end")
+    split = cfg.split
     if cut is not None:
         if end is not None and end < cut:
             raise typer.BadParameter(f"{end} is before the cutoff {cut}", param_hint="--test-end")
+        split = replace(split, cutoff=cut, test_end=end)
+    if until is not None:
+        if split.cutoff is not None and until <= split.cutoff:
+            raise typer.BadParameter(
+                f"{until} is not after the test cutoff {split.cutoff}", param_hint="--as-of"
+            )
+        split = replace(split, as_of=until)
+    cfg = cfg.replace(split=replace(split, refit=refit))
+    if budget is not None or max_trials is not None:
         cfg = cfg.replace(
-            split=SplitConfig(cutoff=cut, test_end=end, test_days=cfg.split.test_days)
+            search=replace(
+                cfg.search,
+                budget_minutes=cfg.search.budget_minutes if budget is None else budget,
+                max_trials=cfg.search.max_trials if max_trials is None else max_trials,
+            )
         )
     if not data.is_dir():
         raise fail(f"{data}: dataset folder not found")
+    name = f"{cfg.name}-auto" if automatic else cfg.name
     options = TrainOptions(
         data=data,
         config=cfg,
-        out=out if out is not None else Path("data") / "runs" / cfg.name,
+        out=out if out is not None else Path("data") / "runs" / name,
         snapshot=snapshot,
+        auto=automatic,
         ablation=ablation,
         track=track,
         tracking_uri=tracking_uri,
         force=force,
+        warm_start=warm_start,
     )
-    with _engine_errors(), steps(f"train {cfg.name}") as step:
+    with _engine_errors(), steps(f"train {name}") as step:
         result = train(options, progress=step)
     _print_result(result)
 
 
 def _print_result(result: TrainResult) -> None:
     report = result.report
-    split = result.split
+    split, windows = result.split, result.windows
+    if result.search is not None:
+        best, baseline = result.search.best, result.search.baseline_best()
+        typer.echo(
+            f"\nsearch on the validation window {windows.validation.cutoff_date} .. "
+            f"{windows.validation.test_last_day}: {len(result.search.trials)} trials; chosen "
+            f"#{best.number} {best.name} (objective {best.objective:.4f}"
+            + (f"; best baseline {baseline.name} {baseline.objective:.4f})" if baseline else ")")
+        )
     typer.echo(
-        f"\nsplit: train before {split.cutoff_date}, test {split.cutoff_date} .. "
-        f"{split.test_last_day}; evaluated members: all {report.members['all']:,} "
-        f"(of {report.test_members:,}), new {report.members['new']:,}"
+        f"\ntest window (scored once): trained before {split.cutoff_date}, test "
+        f"{split.cutoff_date} .. {split.test_last_day}; evaluated members: all "
+        f"{report.members['all']:,} (of {report.test_members:,}), new {report.members['new']:,}"
     )
     typer.echo(f"\n{report.table()}\n")
     if result.ablation:
@@ -135,7 +211,12 @@ def _print_result(result: TrainResult) -> None:
                 f"  {row.description:<36} all {row.ndcg_all:.4f} ({row.delta_all:+.4f})   "
                 f"new {row.ndcg_new:.4f} ({row.delta_new:+.4f})"
             )
-    typer.echo(f"bundle: {result.bundle}")
+    shipped = result.facts
+    typer.echo(
+        f"bundle: {result.bundle} (learned from purchases before {shipped['trained_before']}; "
+        f"{shipped['shipped_members']:,} members"
+        + (", refit on all data)" if shipped["refit"] else ", the evaluated model: --no-refit)")
+    )
     seconds = ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in result.timings.items())
     typer.echo(f"timings: {seconds}")
     tracked = result.tracked

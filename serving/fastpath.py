@@ -69,7 +69,7 @@ def _parse(scope: Scope) -> _Ask | None:
                 return None
             seen.add(name)
             if name == "k":
-                if not value.isdigit() or len(value) > 3:
+                if not (value.isascii() and value.isdigit()) or len(value) > 3:
                     return None
                 ask.k = int(value)
                 if not 1 <= ask.k <= MAX_K:

@@ -68,14 +68,10 @@ from feature_store.offline import (
 from feature_store.policy import load_policy
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES
 from training.config import TrainConfig
-from training.data import (
-    PreparedData,
-    SnapshotFrames,
-    Split,
-    prepare,
-    resolve_split,
-)
-from training.pipeline import fit_model, write_cutoff_snapshot
+from training.data import PreparedData, SnapshotFrames, Split, prepare
+from training.fitting import fit_model
+from training.stage import write_cutoff_snapshot
+from training.windows import resolve_split
 
 Progress = Callable[[str], None]
 #: called after each seed with (seeds done, seeds in all)

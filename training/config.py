@@ -19,6 +19,8 @@ Sections (docs/evaluation.md describes the evaluation keys)::
     [[baselines]]         name, kind, params, weighting = "weighted" | "binary"
     [bundle]              member_index, item_index
     [tracking]            experiment, register, promote
+    [search]              the automatic mode: budget_minutes, max_trials, seed, families,
+                          objective (training/search.py)
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ DEFAULT_CONFIG: Final[Path] = CONFIG_DIR / "default.toml"
 WEIGHTINGS: Final[tuple[str, ...]] = ("weighted", "binary")
 INDEX_KINDS: Final[tuple[str, ...]] = ("auto", "exact", "hnsw", "none")
 #: Model kinds whose export has member and item vectors (what the blend needs).
-VECTOR_KINDS: Final[tuple[str, ...]] = ("als", "bpr", "lightfm")
+VECTOR_KINDS: Final[tuple[str, ...]] = ("als", "bpr", "lightfm", "ease", "personal_knn")
 
 
 class ConfigError(FeatureConfigError):
@@ -65,6 +67,15 @@ class SplitConfig:
     cutoff: date | None = None
     test_end: date | None = None
     test_days: int = 30
+    #: length of the validation window just before the test cutoff (0: as long as the test
+    #: window); every choice of the automatic mode is made on it, never on the test window
+    validation_days: int = 0
+    #: the refit (the shipped model) learns from purchases before this date (None: the day
+    #: after the last purchase)
+    as_of: date | None = None
+    #: refit the chosen configuration on all purchases before ``as_of`` and ship that model
+    #: (False ships the model evaluated on the test window, for reproduction)
+    refit: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +194,22 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchConfig:
+    """The automatic mode (``recsys train`` without ``--config``): what is searched on the
+    validation window and for how long (training/search.py)."""
+
+    #: wall-clock budget of the search (trials started after it are not run)
+    budget_minutes: float = 5.0
+    #: stop after this many trials even within the budget (0: only the budget stops it)
+    max_trials: int = 0
+    seed: int = 0
+    #: model families tried (vector kinds; EASE only where the catalogue fits its memory)
+    families: tuple[str, ...] = ("als", "ease", "personal_knn", "bpr")
+    #: metrics summed into the objective, each NAME@K/VARIANT
+    objective: tuple[str, ...] = ("ndcg@10/all", "ndcg@10/new")
+
+
+@dataclass(frozen=True, slots=True)
 class TrainConfig:
     name: str = "default"
     source: Path | None = None
@@ -195,6 +222,7 @@ class TrainConfig:
     baselines: tuple[BaselineConfig, ...] = ()
     bundle: BundleConfig = field(default_factory=BundleConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
 
     def params(self) -> dict[str, ParamValue]:
         """Every setting as flat dotted names (what MLflow logs as params)."""
@@ -203,6 +231,9 @@ class TrainConfig:
         flat["split.cutoff"] = split.cutoff.isoformat() if split.cutoff else "auto"
         flat["split.test_end"] = split.test_end.isoformat() if split.test_end else "auto"
         flat["split.test_days"] = split.test_days
+        flat["split.validation_days"] = split.validation_days or "auto"
+        flat["split.as_of"] = split.as_of.isoformat() if split.as_of else "auto"
+        flat["split.refit"] = split.refit
         flat["features.policy"] = str(self.policy) if self.policy else "default"
         w = self.weights
         flat["weights.quantity"] = w.quantity
@@ -283,6 +314,7 @@ def parse_config(
         baselines=_baselines(root),
         bundle=_bundle(root.table("bundle")),
         tracking=_tracking(root.table("tracking")),
+        search=_search(root.table("search")),
     )
     root.finish()
     if config.model.kind not in VECTOR_KINDS:
@@ -315,12 +347,24 @@ def _split(t: _Table) -> SplitConfig:
     cutoff = t.optional_date("cutoff")
     test_end = t.optional_date("test_end")
     test_days = t.integer("test_days", 30, minimum=1)
+    validation_days = t.integer("validation_days", 0, minimum=0)
+    as_of = t.optional_date("as_of")
+    refit = t.boolean("refit", True)
     if cutoff is not None and test_end is not None and test_end < cutoff:
         raise t.error("test_end", f"{test_end} is before the cutoff {cutoff}")
     if cutoff is None and test_end is not None:
         raise t.error("test_end", "needs a cutoff too (or give only test_days)")
+    if as_of is not None and cutoff is not None and as_of <= cutoff:
+        raise t.error("as_of", f"{as_of} is not after the cutoff {cutoff}")
     t.finish()
-    return SplitConfig(cutoff=cutoff, test_end=test_end, test_days=test_days)
+    return SplitConfig(
+        cutoff=cutoff,
+        test_end=test_end,
+        test_days=test_days,
+        validation_days=validation_days,
+        as_of=as_of,
+        refit=refit,
+    )
 
 
 def _weights(t: _Table, tiers: tuple[str, ...]) -> WeightsConfig:
@@ -468,6 +512,30 @@ def _tracking(t: _Table) -> TrackingConfig:
     return config
 
 
+def _search(t: _Table) -> SearchConfig:
+    default = SearchConfig()
+    families = t.string_list("families", default.families, choices=VECTOR_KINDS)
+    objective = t.string_list("objective", default.objective)
+    for i, metric in enumerate(objective):
+        name, _, rest = metric.partition("@")
+        k_text, _, variant = rest.partition("/")
+        if (
+            name not in ("ndcg", "recall", "map", "hit_rate", "precision")
+            or not k_text.isdecimal()
+            or variant not in ("all", "new")
+        ):
+            raise t.error(f"objective[{i}]", f"{metric!r} is not NAME@K/VARIANT (e.g. ndcg@10/all)")
+    config = SearchConfig(
+        budget_minutes=t.number("budget_minutes", default.budget_minutes, minimum=0.0),
+        max_trials=t.integer("max_trials", 0, minimum=0),
+        seed=t.integer("seed", 0),
+        families=families,
+        objective=objective,
+    )
+    t.finish()
+    return config
+
+
 class _Table:
     """A TOML table being read: typed getters whose errors name ``file: key``, and a final
     check that no unknown key is left."""
@@ -566,6 +634,21 @@ class _Table:
             raise self.error(key, f"values must be >= {minimum}, got {value!r}")
         return tuple(value)
 
+    def string_list(
+        self, key: str, default: tuple[str, ...], *, choices: tuple[str, ...] | None = None
+    ) -> tuple[str, ...]:
+        self.asked.add(key)
+        if key not in self.data:
+            return default
+        value = self.raw(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise self.error(key, f"must be a non-empty list of strings, got {value!r}")
+        if choices is not None:
+            for i, v in enumerate(value):
+                if v not in choices:
+                    raise self.error(f"{key}[{i}]", f"{v!r} is not one of {', '.join(choices)}")
+        return tuple(value)
+
     def boolean(self, key: str, default: bool) -> bool:
         self.asked.add(key)
         if key not in self.data:
@@ -629,6 +712,7 @@ __all__ = [
     "ConfigError",
     "EvaluationConfig",
     "ModelConfig",
+    "SearchConfig",
     "SplitConfig",
     "TagWeights",
     "TrackingConfig",

@@ -1,6 +1,6 @@
 """From a dataset and its feature snapshot to the arrays training and evaluation use.
 
-:func:`resolve_split` turns the split config into two instants: training sees purchases
+A :class:`Split` (training/windows.py places them) holds two instants: training sees purchases
 strictly before ``cutoff``; the test window is ``[cutoff, test_end)``. :func:`prepare` then
 
 * maps ids to dense indexes: members of the snapshot (joined before the cutoff) in its order,
@@ -40,10 +40,9 @@ from engine.interactions import (
 from feature_store.dataset import Dataset
 from feature_store.errors import DataError
 from feature_store.offline import FeatureTables, Snapshot
-from feature_store.offline import cutoff as as_of_instant
 from feature_store.schema import Col
 from feature_store.transforms import Feat
-from training.config import BlendConfig, SplitConfig, TagWeights, WeightsConfig
+from training.config import BlendConfig, TagWeights, WeightsConfig
 
 Progress = Callable[[str], None]
 IntArray = npt.NDArray[np.int64]
@@ -155,22 +154,6 @@ class PreparedData:
         matrix = self.history.copy()
         matrix.data = np.ones_like(matrix.data)
         return matrix
-
-
-def resolve_split(config: SplitConfig, purchases: pl.DataFrame) -> Split:
-    """The split's instants; without a cutoff the last ``test_days`` days are the test window."""
-    if config.cutoff is not None:
-        cut = as_of_instant(config.cutoff)
-        if config.test_end is not None:
-            end = as_of_instant(config.test_end) + timedelta(days=1)
-        else:
-            end = cut + timedelta(days=config.test_days)
-        return Split(cutoff=cut, test_end=end)
-    last = purchases.get_column(Col.TS).max()
-    if not isinstance(last, datetime):
-        raise DataError("the dataset has no purchases: cannot place a temporal split")
-    end = as_of_instant(last.date()) + timedelta(days=1)
-    return Split(cutoff=end - timedelta(days=config.test_days), test_end=end)
 
 
 def prepare(
@@ -511,5 +494,4 @@ __all__ = [
     "Split",
     "hybrid_features",
     "prepare",
-    "resolve_split",
 ]

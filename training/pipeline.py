@@ -1,72 +1,62 @@
 """The training run, readable top to bottom.
 
-    load dataset -> feature snapshot as of the cutoff -> weighted interactions -> fit the model
-    -> evaluate (blend through engine.blend, baselines) -> bundle (vectors, FAISS indexes,
-    buy-again history, trending) -> MLflow (params, metrics, report, bundle, registry, gate)
+    load dataset -> windows (validation | test | refit, training/windows.py)
+    -> [automatic mode] search on the validation window (training/search.py)
+    -> score the chosen configuration once on the test window, beside the baselines
+    -> refit it on every purchase before the refit date, with features as of that date
+    -> bundle the refit (vectors, FAISS indexes, buy-again history, trending, each member's
+       precomputed list) -> MLflow (params, metrics, search trials as child runs, report,
+       bundle, registry, promotion gate on the test metric)
 
 :func:`train` does one run and returns a :class:`TrainResult`; ``recsys train`` (cli/train.py)
-calls it with a progress display. ``ablation=True`` also refits the model with each interaction
-weight neutralised and reports what each weight is worth. Library code: no printing, progress
-goes through the ``progress`` callback.
+calls it with a progress display. ``options.auto`` searches; otherwise the given config is the
+choice. ``config.split.refit = false`` (``--no-refit``) ships the model evaluated on the test
+window instead of the refit. ``ablation=True`` also refits the evaluated model with each
+interaction weight neutralised and reports what each weight is worth. Library code: no
+printing, progress goes through the ``progress`` callback.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
+import tomllib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import polars as pl
-import scipy.sparse as sp
 
-from engine.blend import BUY_AGAIN, ITEM_INDEX, MANIFEST_KEY, PRECOMPUTED_ARRAYS, TRENDING, Blender
-from engine.bundle import write_bundle
-from engine.index import IndexConfig, VectorIndex, build_index
-from engine.models import ModelArtifacts, TrainData, create_model
+from engine.blend import Blender
 from feature_store.dataset import Dataset, LoadOptions, load_dataset, read_raw, table_path
-from feature_store.errors import DataError
-from feature_store.offline import FILES as SNAPSHOT_FILES
-from feature_store.offline import FORMAT_VERSION as SNAPSHOT_FORMAT
-from feature_store.offline import (
-    FeatureTables,
-    build_features,
-    open_snapshot,
-    source_fingerprint,
-    write_snapshot,
+from feature_store.offline import open_snapshot, source_fingerprint
+from feature_store.policy import load_policy
+from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
+from training.comparisons import ablation_rows, evaluate_baselines, inert_weights
+from training.config import TrainConfig
+from training.data import Split
+from training.evaluate import EvalSet, EvaluationReport, blend_ranker, evaluate_ranker, new_report
+from training.fitting import build_blender, fit_config, headline_k, item_attributes
+from training.outputs import (
+    MAIN,
+    AblationRow,
+    Shipped,
+    Tracked,
+    write_model_bundle,
+    write_report,
+    write_run_summary,
 )
-from feature_store.policy import FeaturePolicy, load_policy
-from feature_store.schema import ITEMS, MEMBERS, PURCHASES, Col, conform
-from training.config import BaselineConfig, TagWeights, TrainConfig, WeightsConfig
-from training.data import (
-    PreparedData,
-    SnapshotFrames,
-    Split,
-    hybrid_features,
-    prepare,
-    resolve_split,
-)
-from training.evaluate import (
-    EvalSet,
-    EvaluationReport,
-    ModelResult,
-    blend_ranker,
-    build_eval_set,
-    evaluate_ranker,
-    model_ranker,
-    new_report,
-)
+from training.search import SearchResult, search, write_search_report
+from training.stage import SnapshotSource, build_stage
+from training.tracking_run import RunTracking
+from training.windows import Windows, resolve_windows
 
 Progress = Callable[[str], None]
-MAIN = "blend"
 _TABLES = (MEMBERS, ITEMS, PURCHASES)
 
 
@@ -76,57 +66,45 @@ class TrainOptions:
 
     Attributes:
         data: dataset folder (members, items, purchases).
-        config: the training configuration.
-        out: run folder: the bundle, the feature snapshot and the evaluation report go here.
-        snapshot: an existing feature snapshot to use (its as-of date must be the cutoff);
-            otherwise features are built as of the cutoff and written to ``out/snapshot``.
+        config: the training configuration (in automatic mode: the starting point whose
+            ``[search]``, ``[evaluation]``, ``[[baselines]]``, ``[bundle]`` and ``[tracking]``
+            apply and whose model, weights and blend the search replaces).
+        out: run folder: the bundle, the feature snapshots, the search and the report go here.
+        snapshot: an existing feature snapshot for the shipped model (as of the refit date, or
+            of the test cutoff with ``refit = false``); otherwise one is built.
+        auto: choose the configuration on the validation window (``training/search.py``).
         ablation: also refit with each interaction weight neutralised.
         track: log to MLflow (also needs ``config.tracking.enabled``).
         tracking_uri: MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow).
         force: promote even if the gate refuses (recorded).
+        warm_start: start the search from the champion's searched parameters, if any.
     """
 
     data: Path
     config: TrainConfig
     out: Path
     snapshot: Path | None = None
+    auto: bool = False
     ablation: bool = False
     track: bool = True
     tracking_uri: str | None = None
     force: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class AblationRow:
-    """The headline metrics with one interaction weight neutralised, and the change."""
-
-    name: str
-    description: str
-    ndcg_all: float
-    ndcg_new: float
-    delta_all: float
-    delta_new: float
-
-
-@dataclass(frozen=True, slots=True)
-class Tracked:
-    """What MLflow recorded."""
-
-    run_id: str
-    version: int | None
-    promoted: bool | None
-    promotion_reason: str | None
+    warm_start: bool = True
 
 
 @dataclass(frozen=True, slots=True)
 class TrainResult:
     split: Split
+    windows: Windows
+    #: the configuration evaluated and shipped (the search's choice in automatic mode)
+    config: TrainConfig
     report: EvaluationReport
     bundle: Path
     timings: dict[str, float]
     facts: dict[str, Any]
     ablation: list[AblationRow] = field(default_factory=list)
     tracked: Tracked | None = None
+    search: SearchResult | None = None
     #: variant -> evaluated member ids, in the order of the report's rankings
     evaluated: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
 
@@ -150,116 +128,115 @@ class _Clock:
 
 def train(options: TrainOptions, progress: Progress | None = None) -> TrainResult:
     """One training run (see the module docstring)."""
-    config = options.config
+    start_config = options.config
     clock = _Clock(progress)
     started = time.perf_counter()
-    policy = load_policy(config.policy)
-    tiers = policy.tiers.names
+    policy = load_policy(start_config.policy)
+    refit = start_config.split.refit
 
     with clock.step("load_s", "loading dataset"):
-        dataset, rejected_rows, data_fingerprint = _load(options, tiers)
-        split = resolve_split(config.split, dataset.purchases)
+        dataset, rejected_rows, data_fingerprint = _load(options, policy.tiers.names)
+        windows = resolve_windows(start_config.split, dataset.purchases)
+    source = SnapshotSource(options.data, policy, data_fingerprint, rejected_rows)
+    tracking = RunTracking.open(options, start_config) if _tracks(options) else None
+    with ExitStack() as stack:
+        if tracking is not None:
+            stack.enter_context(tracking.run(mode="auto" if options.auto else "fixed"))
+        config, searched = start_config, None
+        if options.auto:
+            with clock.step(
+                "search_s", f"searching on the validation window {_span(windows.validation)}"
+            ):
+                searched = _search(options, windows, dataset, source, tracking, clock)
+                config = _chosen(start_config, searched)
 
-    with clock.step("features_s", f"feature snapshot as of {split.cutoff_date}"):
-        snapshot, snapshot_dir = _snapshot(
-            options, config, dataset, split, data_fingerprint, rejected_rows, tiers
-        )
-        snapshot_fingerprint = source_fingerprint(sorted(p for p in snapshot_dir.glob("*.parquet")))
+        test_source = source if refit else replace(source, existing=options.snapshot)
+        test_out = options.out / ("windows/test/snapshot" if refit else "snapshot")
+        with clock.step("features_s", f"feature snapshot as of {windows.test.cutoff_date}"):
+            test = build_stage("test", dataset, windows.test, test_source, test_out)
+        with clock.step("fit_s", f"fitting {config.model.kind} before {windows.test.cutoff_date}"):
+            data = test.prepared(config)
+            artifacts = fit_config(config, data, test.snapshot)
+            item_index, blender = build_blender(artifacts, data, config)
 
-    with clock.step("interactions_s", "weighted interactions"):
-        data = prepare(dataset, snapshot, split, config.weights, config.blend)
-        confidence = data.confidence(config.weights)
-        catalogue = item_attributes(dataset.items)
-    del dataset
-
-    with clock.step("fit_s", f"fitting {config.model.kind}"):
-        artifacts = fit_model(
-            config.model.kind, dict(config.model.params), confidence, data, snapshot
-        )
-
-    with clock.step("item_index_s", "item index"):
-        item_index, blender = _blender(artifacts, data, config)
-
-    evaluation = config.evaluation
-    headline_k = _headline_k(evaluation.metric)
-    with clock.step("evaluate_s", "evaluating the blend"):
-        eval_set = build_eval_set(data, evaluation)
-        if eval_set.rows.size == 0:
-            raise DataError(
-                f"no member bought anything between {split.cutoff_date} and "
-                f"{split.test_last_day} after buying before it: nothing to evaluate; "
-                "choose another cutoff or a longer test window"
-            )
-        report = new_report(eval_set, evaluation.ks, headline_k)
-        report.results.append(
-            evaluate_ranker(MAIN, blend_ranker(blender), eval_set, evaluation.ks, headline_k)
-        )
-    with clock.step("baselines_s", "evaluating baselines"):
-        for baseline in config.baselines:
-            clock.progress(f"baseline {baseline.name}")
+        k = headline_k(config.evaluation.metric)
+        with clock.step("evaluate_s", f"scoring the test window {_span(windows.test)} once"):
+            eval_set = test.eval_set(data, config.evaluation)
+            report = new_report(eval_set, config.evaluation.ks, k)
             report.results.append(
-                _evaluate_baseline(
-                    baseline, config, data, snapshot, confidence, eval_set, headline_k
+                evaluate_ranker(MAIN, blend_ranker(blender), eval_set, config.evaluation.ks, k)
+            )
+        with clock.step("baselines_s", "evaluating baselines"):
+            report.results.extend(evaluate_baselines(config, test, data, eval_set, clock.progress))
+        ablation: list[AblationRow] = []
+        if options.ablation:
+            with clock.step("ablation_s", "ablation"):
+                ablation = ablation_rows(
+                    config, test, eval_set, report.result(MAIN), clock.progress
                 )
-            )
 
-    ablation: list[AblationRow] = []
-    if options.ablation:
-        with clock.step("ablation_s", "ablation"):
-            ablation = _ablation(config, data, snapshot, eval_set, report.result(MAIN), clock)
+        evaluated_snapshot = test.snapshot_fingerprint
+        shipped = Shipped(artifacts, data, item_index, evaluated_snapshot)
+        if refit:
+            with clock.step(
+                "refit_s", f"refitting on every purchase before {windows.as_of.date()}"
+            ):
+                shipped, blender = _refit(config, dataset, windows, source, options)
+        del test
 
-    split_fingerprint = _split_fingerprint(data_fingerprint, split, eval_set, evaluation.seed)
-    facts: dict[str, Any] = {
-        "data_fingerprint": data_fingerprint,
-        "snapshot_fingerprint": snapshot_fingerprint,
-        "split_fingerprint": split_fingerprint,
-        "cutoff": split.cutoff_date,
-        "test_last_day": split.test_last_day,
-        "members": data.n_members,
-        "items": data.n_items,
-        "train_lines": len(data.lines),
-        "tag_matched_lines": data.tag_matched_lines,
-        "confidence_nnz": int(confidence.nnz),
-        "test_members": report.test_members,
-        "evaluated_all": report.members["all"],
-        "evaluated_new": report.members["new"],
-        "rejected_rows": rejected_rows,
-    }
-
-    with clock.step("precompute_s", "precomputing each member's list for serving"):
-        lists = _precompute(config, blender, catalogue, data.n_items)
-    with clock.step("bundle_s", "writing the bundle"):
-        bundle_dir = _write_bundle(
-            options.out / "bundle",
+        facts = _facts(
+            options,
             config,
-            artifacts,
+            windows,
             data,
-            {**catalogue, **lists},
-            item_index,
+            eval_set,
             report,
-            facts,
+            shipped,
+            data_fingerprint,
+            rejected_rows,
+            searched,
         )
-    report_dir = _write_report(options.out / "evaluation", report, ablation)
-
-    timings = dict(clock.seconds)
-    timings["total_before_tracking_s"] = time.perf_counter() - started
-    tracked = None
-    if options.track and config.tracking.enabled:
-        with clock.step("tracking_s", "logging to MLflow"):
-            tracked = _track(
-                options, config, data, report, ablation, facts, timings, bundle_dir, report_dir
+        facts["snapshot_fingerprint"] = evaluated_snapshot
+        with clock.step("precompute_s", "precomputing each member's list for serving"):
+            catalogue = item_attributes(dataset.items)
+            lists = _precompute(config, blender, catalogue, shipped.data.n_items)
+        with clock.step("bundle_s", "writing the bundle"):
+            bundle_dir = write_model_bundle(
+                options.out / "bundle", config, shipped, {**catalogue, **lists}, report, facts
             )
-        timings["tracking_s"] = clock.seconds["tracking_s"]
+        inert = inert_weights(config, data)
+        report_dir = write_report(options.out / "evaluation", report, ablation, inert)
+
+        timings = dict(clock.seconds)
+        timings["total_before_tracking_s"] = time.perf_counter() - started
+        tracked = None
+        if tracking is not None:
+            with clock.step("tracking_s", "logging to MLflow"):
+                tracked = tracking.finish(
+                    config,
+                    data,
+                    report,
+                    ablation,
+                    facts,
+                    timings,
+                    bundle_dir,
+                    report_dir,
+                    searched,
+                )
+            timings["tracking_s"] = clock.seconds["tracking_s"]
     timings["total_s"] = time.perf_counter() - started
-    _write_run_summary(options.out / "run.json", timings, facts, tracked)
+    write_run_summary(options.out / "run.json", timings, facts, tracked)
     return TrainResult(
-        split=split,
+        split=windows.test,
+        windows=windows,
+        config=config,
         report=report,
         bundle=bundle_dir,
         timings=timings,
         facts=facts,
         ablation=ablation,
         tracked=tracked,
+        search=searched,
         evaluated={
             variant: data.member_ids.ids_at(eval_set.variant(variant)[0])
             for variant in ("all", "new")
@@ -268,6 +245,14 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
 
 
 # -- steps -----------------------------------------------------------------------------------
+
+
+def _tracks(options: TrainOptions) -> bool:
+    return options.track and options.config.tracking.enabled
+
+
+def _span(split: Split) -> str:
+    return f"{split.cutoff_date} .. {split.test_last_day}"
 
 
 def _load(options: TrainOptions, tiers: tuple[str, ...]) -> tuple[Dataset, int, str]:
@@ -290,243 +275,142 @@ def _load(options: TrainOptions, tiers: tuple[str, ...]) -> tuple[Dataset, int, 
     return loaded.dataset, loaded.report.rejected_count, fingerprint
 
 
-def _snapshot(
+def _search(
+    options: TrainOptions,
+    windows: Windows,
+    dataset: Dataset,
+    source: SnapshotSource,
+    tracking: RunTracking | None,
+    clock: _Clock,
+) -> SearchResult:
+    """The automatic search on the validation stage; the test window is not in sight."""
+    config = options.config
+    path = config.source
+    if path is None or not path.is_file():
+        raise ValueError("the automatic mode needs a starting config read from a TOML file")
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    stage = build_stage(
+        "validation",
+        dataset,
+        windows.validation,
+        source,
+        options.out / "windows/validation/snapshot",
+    )
+    warm = tracking.warm_start() if tracking is not None and options.warm_start else None
+
+    def announce(trial: Any, best: Any) -> None:
+        what = f"{trial.objective:.4f}" if trial.ok else f"failed ({trial.error})"
+        clock.progress(
+            f"trial {trial.number} {trial.name}: {what}; best {best.objective:.4f} "
+            f"(#{best.number} {best.name})"
+        )
+
+    result = search(
+        stage,
+        raw,
+        path,
+        config.search,
+        warm_start=warm,
+        log_trial=tracking.log_trial if tracking is not None else None,
+        on_trial=announce,
+    )
+    write_search_report(result, path, options.out / "search")
+    return result
+
+
+def _chosen(start: TrainConfig, searched: SearchResult) -> TrainConfig:
+    """The search's configuration with the starting config's split, evaluation, baselines,
+    bundle and tracking (the search never changes those)."""
+    return searched.config.replace(
+        name=f"{start.name}-auto",
+        source=None,
+        split=start.split,
+        evaluation=start.evaluation,
+        baselines=start.baselines,
+        bundle=start.bundle,
+        tracking=start.tracking,
+        search=start.search,
+    )
+
+
+def _refit(
+    config: TrainConfig,
+    dataset: Dataset,
+    windows: Windows,
+    source: SnapshotSource,
+    options: TrainOptions,
+) -> tuple[Shipped, Blender]:
+    """The chosen configuration fitted on every purchase before the refit date."""
+    stage = build_stage(
+        "refit",
+        dataset,
+        windows.refit,
+        replace(source, existing=options.snapshot),
+        options.out / "snapshot",
+    )
+    data = stage.prepared(config)
+    artifacts = fit_config(config, data, stage.snapshot)
+    index, blender = build_blender(artifacts, data, config)
+    return Shipped(artifacts, data, index, stage.snapshot_fingerprint), blender
+
+
+def _facts(
     options: TrainOptions,
     config: TrainConfig,
-    dataset: Dataset,
-    split: Split,
+    windows: Windows,
+    data: Any,
+    eval_set: EvalSet,
+    report: EvaluationReport,
+    shipped: Shipped,
     data_fingerprint: str,
     rejected_rows: int,
-    tiers: tuple[str, ...],
-) -> tuple[SnapshotFrames, Path]:
-    """Read the given snapshot (checking its date) or build one as of the cutoff and write it."""
-    as_of = split.cutoff.date()
-    if options.snapshot is not None:
-        snapshot = open_snapshot(options.snapshot)
-        if snapshot.as_of != as_of:
-            raise DataError(
-                f"{options.snapshot}: the snapshot is as of {snapshot.as_of}, the training cutoff "
-                f"is {as_of}; build one with `recsys features build --as-of {as_of}` or pass "
-                f"--cutoff {snapshot.as_of}"
-            )
-        if snapshot.tiers != tiers:
-            raise DataError(
-                f"{options.snapshot}: the snapshot's tier ladder {list(snapshot.tiers)} differs "
-                f"from the training config's feature policy {list(tiers)}"
-            )
-        return SnapshotFrames.from_snapshot(snapshot), options.snapshot
-    policy = load_policy(config.policy)
-    out = options.out / "snapshot"
-    tables = write_cutoff_snapshot(
-        options.data, dataset, policy, as_of, out, data_fingerprint, rejected_rows
-    )
-    return SnapshotFrames.from_tables(tables, tiers), out
-
-
-def write_cutoff_snapshot(
-    data_dir: Path,
-    dataset: Dataset,
-    policy: FeaturePolicy,
-    as_of: date,
-    out: Path,
-    data_fingerprint: str,
-    rejected_rows: int,
-) -> FeatureTables:
-    """Build the member and item features as of the cutoff and write them as a snapshot folder
-    (docs/feature_snapshot.md) at ``out``: what training and the offline audience evaluation
-    learn from and what the bundle's serving rules point to."""
-    tables: FeatureTables = build_features(dataset, policy, as_of)
-    manifest: dict[str, object] = {
-        "format_version": SNAPSHOT_FORMAT,
-        "as_of": as_of.isoformat(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source_fingerprint": data_fingerprint,
-        "source": {"data_dir": str(data_dir.resolve())},
-        "policy_sha256": policy.sha256,
-        "policy_path": str(policy.source.resolve()),
-        "tiers": list(policy.tiers.names),
-        "row_counts": {
-            "members": tables.members.height,
-            "items": tables.items.height,
-            "tier_history": tables.tier_history.height,
-            "recent_purchases": tables.recent_purchases.height,
-        },
+    searched: SearchResult | None,
+) -> dict[str, Any]:
+    split = windows.test
+    refit = config.split.refit
+    facts: dict[str, Any] = {
+        "mode": "auto" if options.auto else "fixed",
+        "data_fingerprint": data_fingerprint,
+        "split_fingerprint": _split_fingerprint(data_fingerprint, split, eval_set, config),
+        "cutoff": split.cutoff_date,
+        "test_last_day": split.test_last_day,
+        "windows": windows.describe(),
+        "refit": refit,
+        "trained_before": (windows.as_of if refit else split.cutoff).date().isoformat(),
+        "members": data.n_members,
+        "items": data.n_items,
+        "train_lines": len(data.lines),
+        "shipped_members": shipped.data.n_members,
+        "shipped_train_lines": len(shipped.data.lines),
+        "tag_matched_lines": data.tag_matched_lines,
+        "test_members": report.test_members,
+        "evaluated_all": report.members["all"],
+        "evaluated_new": report.members["new"],
         "rejected_rows": rejected_rows,
-        "purchases_used": tables.purchases_used,
-        "tier_agreement": {
-            "crm_members": tables.tier_agreement.crm_members,
-            "agreeing": tables.tier_agreement.agreeing,
-            "rate": tables.tier_agreement.rate,
-        },
-        "rfm_score_bounds": tables.rfm_score_bounds,
-        "files": dict(SNAPSHOT_FILES),
     }
-    write_snapshot(tables, manifest, out)
-    return tables
+    if searched is not None:
+        best, baseline = searched.best, searched.baseline_best()
+        facts["search"] = {
+            "trials": len(searched.trials),
+            "chosen_trial": best.number,
+            "chosen": best.name,
+            "validation_objective": round(best.objective, 6),
+            "best_baseline": baseline.name if baseline else None,
+            "best_baseline_objective": round(baseline.objective, 6) if baseline else None,
+        }
+    return facts
 
 
-def fit_model(
-    kind: str,
-    params: dict[str, Any],
-    confidence: sp.csr_matrix,
-    data: PreparedData,
-    snapshot: SnapshotFrames,
-) -> ModelArtifacts:
-    """Fit model ``kind`` on the confidence matrix (LightFM also on the snapshot's member and
-    item features) and export its vectors."""
-    member_features = item_features = None
-    if kind == "lightfm":
-        member_features, item_features = hybrid_features(snapshot, data)
-    model = create_model(kind, **params)
-    model.fit(
-        TrainData(
-            confidence=confidence,
-            member_features=member_features,
-            item_features=item_features,
-            member_tiers=data.members.tier,
-            n_tiers=len(data.tiers),
-        )
-    )
-    return model.export()
-
-
-def _blender(
-    artifacts: ModelArtifacts, data: PreparedData, config: TrainConfig
-) -> tuple[VectorIndex | None, Blender]:
-    """The item index (as configured) and the serving blend over the model's vectors."""
-    if artifacts.member_vectors is None or artifacts.item_vectors is None:
-        raise DataError(
-            f"model {artifacts.kind!r} exported no member and item vectors; the blend needs them"
-        )
-    index = _index(artifacts.item_vectors, config.bundle.item_index)
-    blender = Blender(
-        artifacts.member_vectors,
-        artifacts.item_vectors,
-        data.history,
-        data.trending,
-        config.blend.weights,
-        index=index,
-    )
-    return index, blender
-
-
-def _index(vectors: Any, kind: str) -> VectorIndex | None:
-    if kind == "none":
-        return None
-    return build_index(vectors, IndexConfig(kind=kind))  # type: ignore[arg-type]
-
-
-def _headline_k(metric: str) -> int:
-    return int(metric.partition("@")[2].partition("/")[0])
-
-
-def _evaluate_baseline(
-    baseline: BaselineConfig,
-    config: TrainConfig,
-    data: PreparedData,
-    snapshot: SnapshotFrames,
-    weighted: sp.csr_matrix,
-    eval_set: EvalSet,
-    headline_k: int,
-) -> ModelResult:
-    """Fit a baseline on its input matrix and rank the whole catalogue with its scores."""
-    matrix = data.binary() if baseline.weighting == "binary" else weighted
-    artifacts = fit_model(baseline.kind, dict(baseline.params), matrix, data, snapshot)
-    history = data.history if baseline.kind == "buy_again" else matrix
-    popularity = np.bincount(data.history.indices, minlength=data.n_items)
-    ranker = model_ranker(artifacts, history, data.history, tie_break=popularity)
-    return evaluate_ranker(baseline.name, ranker, eval_set, config.evaluation.ks, headline_k)
-
-
-#: name -> (description, how to neutralise it, whether it is active in a config)
-_ABLATIONS: dict[
-    str, tuple[str, Callable[[WeightsConfig], WeightsConfig], Callable[[WeightsConfig], bool]]
-] = {
-    "tier": (
-        "tier multipliers = 1",
-        lambda w: replace(w, tier={}),
-        lambda w: any(v != 1.0 for v in w.tier.values()),
-    ),
-    "tags": (
-        "tag boosts = 1",
-        lambda w: replace(w, tags=TagWeights()),
-        lambda w: w.tags.active,
-    ),
-    "recency": (
-        "no recency decay",
-        lambda w: replace(w, half_life_days=0.0),
-        lambda w: w.half_life_days > 0,
-    ),
-    "quantity": (
-        "every line weighs 1 (quantity off)",
-        lambda w: replace(w, quantity="none"),
-        lambda w: w.quantity != "none",
-    ),
-    "amount": (
-        "amount weight = 0",
-        lambda w: replace(w, amount=0.0),
-        lambda w: w.amount > 0,
-    ),
-    "bm25": (
-        "no BM25 re-weighting",
-        lambda w: replace(w, bm25=replace(w.bm25, enabled=False)),
-        lambda w: w.bm25.enabled,
-    ),
-}
-
-
-def _ablation(
-    config: TrainConfig,
-    data: PreparedData,
-    snapshot: SnapshotFrames,
-    eval_set: EvalSet,
-    base: ModelResult,
-    clock: _Clock,
-) -> list[AblationRow]:
-    """Refit and re-evaluate the blend with each active weight neutralised."""
-    k = _headline_k(config.evaluation.metric)
-    base_all, base_new = base.value("ndcg", k, "all"), base.value("ndcg", k, "new")
-    rows: list[AblationRow] = []
-    for name, (description, neutralise, active) in _ABLATIONS.items():
-        if not active(config.weights):
-            continue
-        clock.progress(f"ablation: {description}")
-        weights = neutralise(config.weights)
-        confidence = data.confidence(weights)
-        artifacts = fit_model(
-            config.model.kind, dict(config.model.params), confidence, data, snapshot
-        )
-        _, blender = _blender(artifacts, data, config)
-        result = evaluate_ranker(
-            f"no_{name}", blend_ranker(blender), eval_set, config.evaluation.ks, k
-        )
-        ndcg_all, ndcg_new = result.value("ndcg", k, "all"), result.value("ndcg", k, "new")
-        rows.append(
-            AblationRow(
-                name, description, ndcg_all, ndcg_new, ndcg_all - base_all, ndcg_new - base_new
-            )
-        )
-    return rows
-
-
-def _split_fingerprint(data_fingerprint: str, split: Split, eval_set: EvalSet, seed: int) -> str:
+def _split_fingerprint(
+    data_fingerprint: str, split: Split, eval_set: EvalSet, config: TrainConfig
+) -> str:
     """Same data, same split instants, same evaluated members: same fingerprint."""
     digest = hashlib.sha256()
     digest.update(data_fingerprint.encode())
+    seed = config.evaluation.seed
     digest.update(f"|{split.cutoff.isoformat()}|{split.test_end.isoformat()}|{seed}|".encode())
     digest.update(np.ascontiguousarray(eval_set.rows).tobytes())
     return f"sha256:{digest.hexdigest()[:32]}"
-
-
-def item_attributes(items: pl.DataFrame) -> dict[str, npt.NDArray[Any]]:
-    """Category, min_tier ("" = every tier) and active per item, in the bundle's item order
-    (items sorted by id, as :func:`training.data.prepare` maps them)."""
-    ordered = items.sort(Col.ITEM_ID)
-    return {
-        "item_category": ordered.get_column(Col.CATEGORY).fill_null("").to_numpy().astype(np.str_),
-        "item_min_tier": ordered.get_column(Col.MIN_TIER).fill_null("").to_numpy().astype(np.str_),
-        "item_active": ordered.get_column(Col.ACTIVE).fill_null(True).to_numpy().astype(np.bool_),
-    }
 
 
 def _precompute(
@@ -549,157 +433,8 @@ def _cores() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
 
-def _write_bundle(
-    path: Path,
-    config: TrainConfig,
-    artifacts: ModelArtifacts,
-    data: PreparedData,
-    catalogue: dict[str, npt.NDArray[Any]],
-    item_index: VectorIndex | None,
-    report: EvaluationReport,
-    facts: dict[str, Any],
-) -> Path:
-    """The model bundle serving loads: vectors, buy-again history, trending, FAISS indexes, the
-    item attributes its business rules need (category, min_tier, active), and each member's
-    precomputed blend candidates (``[bundle] precomputed_candidates``)."""
-    if artifacts.member_vectors is None or artifacts.item_vectors is None:
-        raise DataError(f"model {artifacts.kind!r} exported no vectors; it cannot be bundled")
-    width = (
-        int(catalogue[PRECOMPUTED_ARRAYS[0]].shape[1]) if PRECOMPUTED_ARRAYS[0] in catalogue else 0
-    )
-    per_category = config.bundle.precomputed_per_category or None
-    indexes = {}
-    if item_index is not None:
-        indexes[ITEM_INDEX] = item_index.faiss_index
-    member_index = _index(artifacts.member_vectors, config.bundle.member_index)
-    if member_index is not None:
-        indexes["members"] = member_index.faiss_index
-    headline = report.result(MAIN)
-    manifest = {
-        "kind": artifacts.kind,
-        "scorer": "blend",
-        MANIFEST_KEY: config.blend.weights.as_dict(),
-        "precomputed_candidates": width,
-        "precomputed_per_category": per_category if width > 0 else None,
-        "model": artifacts.manifest_fields(),
-        "training": {
-            "config": config.name,
-            "cutoff": facts["cutoff"],
-            "test_last_day": facts["test_last_day"],
-            "data_fingerprint": facts["data_fingerprint"],
-            "feature_snapshot": facts["snapshot_fingerprint"],
-            "split_fingerprint": facts["split_fingerprint"],
-            "tiers": list(data.tiers),
-        },
-        "metrics": {
-            f"{metric}@{k}/{variant}": round(headline.value(metric, k, variant), 6)
-            for (variant, k) in headline.summaries
-            for metric in ("ndcg", "recall", "map", "hit_rate", "precision", "coverage")
-        },
-    }
-    return write_bundle(
-        path,
-        manifest=manifest,
-        arrays={
-            "member_vectors": artifacts.member_vectors,
-            "item_vectors": artifacts.item_vectors,
-            TRENDING: data.trending,
-            **catalogue,
-        },
-        sparse={BUY_AGAIN: data.history},
-        member_ids=data.member_ids,
-        item_ids=data.item_ids,
-        indexes=indexes,
-        overwrite=True,
-    )
-
-
-def _write_report(folder: Path, report: EvaluationReport, ablation: list[AblationRow]) -> Path:
-    """evaluation/metrics.csv (long table), table.md and ablation.csv in the run folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    report.frame().write_csv(folder / "metrics.csv")
-    text = [f"# Evaluation at K={report.headline_k}", "", report.markdown(), ""]
-    if ablation:
-        text += [f"## Ablation (NDCG@{report.headline_k} of the blend)", ""]
-        text += ["| neutralised | all | Δ all | new | Δ new |", "|---|---:|---:|---:|---:|"]
-        text += [
-            f"| {a.description} | {a.ndcg_all:.4f} | {a.delta_all:+.4f} | {a.ndcg_new:.4f} | "
-            f"{a.delta_new:+.4f} |"
-            for a in ablation
-        ]
-    (folder / "table.md").write_text("\n".join(text) + "\n", encoding="utf-8")
-    return folder
-
-
-def _write_run_summary(
-    path: Path, timings: dict[str, float], facts: dict[str, Any], tracked: Tracked | None
-) -> None:
-    """run.json in the run folder: step timings, data facts and what MLflow recorded."""
-    summary = {
-        "timings_s": {key: round(value, 3) for key, value in timings.items()},
-        "facts": facts,
-        "tracked": None
-        if tracked is None
-        else {
-            "run_id": tracked.run_id,
-            "version": tracked.version,
-            "promoted": tracked.promoted,
-            "reason": tracked.promotion_reason,
-        },
-    }
-    path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-
-
-def _track(
-    options: TrainOptions,
-    config: TrainConfig,
-    data: PreparedData,
-    report: EvaluationReport,
-    ablation: list[AblationRow],
-    facts: dict[str, Any],
-    timings: dict[str, float],
-    bundle_dir: Path,
-    report_dir: Path,
-) -> Tracked:
-    """Log the run to MLflow, register the bundle and apply the promotion gate."""
-    from training import plots
-    from training.tracking import Tracker
-
-    tracker = Tracker(options.tracking_uri, experiment=config.tracking.experiment)
-    run_name = f"{config.name}-{config.model.kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    tags = {"cutoff": facts["cutoff"], "model.kind": config.model.kind, "config": config.name}
-    version = None
-    with tracker.start_run(run_name, tags=tags) as run:
-        run.log_params(config.params())
-        run.log_params({f"data.{key}": value for key, value in facts.items()})
-        run.set_split_fingerprint(facts["split_fingerprint"])
-        metrics = report.metrics(MAIN)
-        metrics.update({f"time/{name}": value for name, value in timings.items()})
-        metrics["data/tag_matched_lines"] = float(data.tag_matched_lines)
-        for a in ablation:
-            metrics[f"ablation/{a.name}/ndcg@{report.headline_k}/all"] = a.ndcg_all
-            metrics[f"ablation/{a.name}/ndcg@{report.headline_k}/new"] = a.ndcg_new
-            metrics[f"ablation/{a.name}/delta_ndcg@{report.headline_k}/all"] = a.delta_all
-            metrics[f"ablation/{a.name}/delta_ndcg@{report.headline_k}/new"] = a.delta_new
-        run.log_metrics(metrics)
-        if config.source is not None and config.source.is_file():
-            run.log_artifact(config.source, "config")
-        run.log_artifact(report_dir)
-        popularity = np.diff(data.binary().tocsc().indptr).astype(np.float64)
-        run.log_figure(plots.per_tier(report, MAIN, data.tiers), "evaluation/per_tier.png")
-        run.log_figure(plots.metric_vs_k(report), "evaluation/metric_vs_k.png")
-        run.log_figure(
-            plots.popularity_bias(report, popularity, data.test_item),
-            "evaluation/popularity_bias.png",
-        )
-        if config.tracking.register:
-            version = run.log_bundle(bundle_dir).version
-        run_id = run.run_id
-    promoted = reason = None
-    if version is not None and config.tracking.promote:
-        outcome = tracker.promote(version, metric=config.evaluation.metric, force=options.force)
-        promoted, reason = outcome.promoted, outcome.reason
-    return Tracked(run_id=run_id, version=version, promoted=promoted, promotion_reason=reason)
+def run_name(config: TrainConfig) -> str:
+    return f"{config.name}-{config.model.kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
 __all__ = ["AblationRow", "Tracked", "TrainOptions", "TrainResult", "train"]

@@ -1,17 +1,33 @@
 """Figures of an evaluation report (matplotlib, Agg backend): metrics per tier, metric vs K,
-and popularity bias. The pipeline logs them to MLflow; nothing here computes metrics."""
+popularity bias, and the automatic search's history. The pipeline logs them to MLflow; nothing here computes metrics."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from training.evaluate import VARIANTS, EvaluationReport
+from training.search_space import BASELINE_TRIALS
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+
+class SearchTrialLike(Protocol):
+    """What :func:`search_history` reads of a trial (training.search.SearchTrial)."""
+
+    @property
+    def number(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def ok(self) -> bool: ...
+
 
 #: popularity buckets of the popularity-bias figure (items ranked by training buyers)
 BUCKETS = 10
@@ -114,3 +130,26 @@ def _shares(buckets: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]:
 
 
 __all__ = ["metric_vs_k", "per_tier", "popularity_bias", "popularity_buckets"]
+
+
+def search_history(trials: Sequence[SearchTrialLike]) -> Figure:
+    """The automatic search: each trial's objective on the validation window (by candidate),
+    the best so far, and the baselines as horizontal lines."""
+    fig = _figure(9.0, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    done = [t for t in trials if t.ok]
+    names = sorted({t.name for t in done})
+    for name in names:
+        points = [t for t in done if t.name == name]
+        if name in BASELINE_TRIALS:
+            ax.axhline(points[0].objective, linestyle="--", linewidth=1, label=f"baseline {name}")
+            continue
+        ax.scatter([t.number for t in points], [t.objective for t in points], s=14, label=name)
+    if done:
+        best = np.maximum.accumulate([t.objective for t in done])
+        ax.step([t.number for t in done], best, where="post", color="black", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("objective (validation)")
+    ax.set_title("Automatic search on the validation window")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig

@@ -25,13 +25,15 @@ interaction and blend weights. The split, the evaluation, the features and track
 searched: every trial is evaluated on the same split, so trials (and the result) compare.
 
 Each trial writes the sampled values into the config TOML, checks it with the config parser
-(a bad value fails naming the key), trains and evaluates through :func:`training.pipeline.train`
-(without baselines, tracking or registration; the feature snapshot of the first trial is
-reused) and logs config, sampled values and metrics as a child run of the study's run. The
-study run gets the trial table (``tuning/trials.csv``, ``tuning/trials.md``), the best config
-(``tuning/best_config.toml``, also written to the output folder: train it with ``recsys
-train --config``) and a plot of the objective per trial. ``register=True`` also registers the
-best trial's bundle from the study run (same split fingerprint, so the promotion gate applies).
+(a bad value fails naming the key), fits it on purchases before the **validation window** (the
+last ``validation_days`` before the test cutoff, training/windows.py) and scores its blend on
+that window (:func:`training.search.score_config`); the test window is never looked at. Each
+trial is logged as a child run of the study's run. The study run gets the trial table
+(``tuning/trials.csv``, ``tuning/trials.md``), the best config (``tuning/best_config.toml``,
+also written to the output folder) and a plot of the objective per trial. ``register=True``
+then trains the best config through the ordinary pipeline (scored once on the test window,
+refit on all data), registers it and applies the promotion gate. ``recsys train`` without
+``--config`` runs the broader automatic search (training/search.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ import copy
 import csv
 import io
 import math
-import shutil
 import time
 import tomllib
 from collections.abc import Callable, Mapping
@@ -342,8 +343,14 @@ def tune(
     message)`` as each trial's training steps start."""
     import optuna
 
-    from training.pipeline import MAIN, TrainOptions, train
+    from training.evaluate import EvaluationReport
+    from training.fitting import headline_k as scored_k_of
+    from training.outputs import MAIN
+    from training.search import score_config
     from training.tracking import Tracker, metric_key
+
+    def scored_k(config: TrainConfig) -> int:
+        return scored_k_of(config.evaluation.metric)
 
     if options.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {options.trials}")
@@ -352,34 +359,25 @@ def tune(
     space = load_space(options.space) if options.space else default_space(base.model.kind)
     metric = options.metric or base.evaluation.metric
     result = TuneResult(metric=metric, space=space)
-    trials_dir = options.out / "trials"
-    trials_dir.mkdir(parents=True, exist_ok=True)
-    snapshot: Path | None = None
-    best_dir: Path | None = None
+    options.out.mkdir(parents=True, exist_ok=True)
     tracker = (
         Tracker(options.tracking_uri, experiment=base.tracking.experiment)
         if options.track
         else None
     )
 
+    stage, fingerprint = _validation_stage(options, base)
+
     def objective(trial: optuna.Trial, parent: Any) -> float:
-        nonlocal snapshot, best_dir
         values = {param.key: _suggest(trial, param) for param in space}
         config = trial_config(raw, values, options.config)
-        out = trials_dir / f"{trial.number:03d}"
-        if out.exists():
-            shutil.rmtree(out)
         started = time.perf_counter()
-        trained = train(
-            TrainOptions(data=options.data, config=config, out=out, snapshot=snapshot, track=False),
-            progress=(lambda message: on_step(trial.number, message)) if on_step else None,
-        )
-        if snapshot is None:  # keep the first trial's snapshot for all the others
-            snapshot = options.out / "snapshot"
-            if snapshot.exists():
-                shutil.rmtree(snapshot)
-            (out / "snapshot").rename(snapshot)
-        metrics = trained.report.metrics(MAIN)
+        if on_step is not None:
+            on_step(trial.number, f"fitting {config.model.kind} before {stage.split.cutoff_date}")
+        scored = score_config(config, stage)
+        k = scored_k(config)
+        report = EvaluationReport(config.evaluation.ks, k, {}, 0, [scored])
+        metrics = report.metrics(MAIN)
         objective_value = _metric_value(metrics, metric, metric_key)
         run_id = None
         if tracker is not None and parent is not None:
@@ -388,7 +386,7 @@ def tune(
             ) as run:
                 run.log_params(config.params())
                 run.log_params({f"tune.{key}": value for key, value in values.items()})
-                run.set_split_fingerprint(str(trained.facts["split_fingerprint"]))
+                run.set_split_fingerprint(fingerprint)
                 run.log_metrics(metrics)
                 run_id = run.run_id
         finished = TrialResult(
@@ -400,14 +398,6 @@ def tune(
             run_id=run_id,
         )
         result.trials.append(finished)
-        if result.best is finished:
-            if best_dir is not None:
-                shutil.rmtree(best_dir, ignore_errors=False)
-            best_dir = out
-            result.best_bundle = trained.bundle
-            result.facts = dict(trained.facts)
-        else:
-            shutil.rmtree(out)
         if on_trial is not None:
             on_trial(finished, result.best)
         return objective_value
@@ -445,19 +435,67 @@ def tune(
         parent.log_metrics(
             {"tune.best_trial": float(best.number), "tune.trials_done": float(len(result.trials))}
         )
-        parent.set_split_fingerprint(str(result.facts["split_fingerprint"]))
+        parent.set_split_fingerprint(fingerprint)
         parent.log_text(trials_csv(result), "tuning/trials.csv")
         parent.log_text(trials_markdown(result), "tuning/trials.md")
         if result.best_config is not None:
             parent.log_artifact(result.best_config, "tuning")
         parent.log_figure(history_figure(result), "tuning/objective.png")
-        if options.register and result.best_bundle is not None:
-            result.registered_version = parent.log_bundle(result.best_bundle).version
         result.study_run_id = parent.run_id
-    if result.registered_version is not None and base.tracking.promote:
-        outcome = tracker.promote(result.registered_version, metric=metric)
-        result.promoted, result.promotion_reason = outcome.promoted, outcome.reason
+    if options.register and result.best_config is not None:
+        _train_best(options, result)
     return result
+
+
+def _validation_stage(options: TuneOptions, base: TrainConfig) -> tuple[Any, str]:
+    """The validation stage every trial is scored on (never the test window), and a
+    fingerprint of it (data, windows and evaluated members) that all trials share."""
+    import hashlib
+
+    from feature_store.dataset import LoadOptions, load_dataset, table_path
+    from feature_store.offline import source_fingerprint
+    from feature_store.policy import load_policy
+    from feature_store.schema import ITEMS, MEMBERS, PURCHASES
+    from training.stage import SnapshotSource, build_stage
+    from training.windows import resolve_windows
+
+    policy = load_policy(base.policy)
+    loaded = load_dataset(options.data, LoadOptions(tiers=policy.tiers.names))
+    files = [table_path(options.data, spec) for spec in (MEMBERS, ITEMS, PURCHASES)]
+    data_fingerprint = source_fingerprint(files)
+    windows = resolve_windows(base.split, loaded.dataset.purchases)
+    source = SnapshotSource(options.data, policy, data_fingerprint, loaded.report.rejected_count)
+    stage = build_stage(
+        "validation", loaded.dataset, windows.validation, source, options.out / "snapshot"
+    )
+    rows = stage.eval_set(stage.prepared(base), base.evaluation).rows
+    digest = hashlib.sha256(data_fingerprint.encode())
+    digest.update(f"|validation|{windows.validation.cutoff.isoformat()}|".encode())
+    digest.update(f"{windows.validation.test_end.isoformat()}|".encode())
+    digest.update(rows.tobytes())
+    return stage, f"sha256:{digest.hexdigest()[:32]}"
+
+
+def _train_best(options: TuneOptions, result: TuneResult) -> None:
+    """Train the best config through the ordinary pipeline (scored once on the test window,
+    refit on all data), register it and apply the promotion gate."""
+    from training.pipeline import TrainOptions, train
+
+    assert result.best_config is not None
+    trained = train(
+        TrainOptions(
+            data=options.data,
+            config=load_config(result.best_config),
+            out=options.out / "best",
+            track=options.track,
+            tracking_uri=options.tracking_uri,
+        )
+    )
+    if trained.tracked is not None:
+        result.registered_version = trained.tracked.version
+        result.promoted = trained.tracked.promoted
+        result.promotion_reason = trained.tracked.promotion_reason
+        result.best_bundle = trained.bundle
 
 
 def _suggest(trial: Any, param: SearchParam) -> Scalar:

@@ -9,7 +9,11 @@ Each kind lives in its own module, imported only when that kind is created: impo
 loads neither implicit nor LightFM (serving only needs :class:`ModelArtifacts`).
 
 Kinds: ``als``, ``bpr`` (implicit), ``lightfm`` (LightFM hybrid with features, cold start),
-``item_knn`` (implicit BM25/cosine), ``popularity``, ``popular_in_tier``, ``buy_again``.
+``item_knn`` (implicit BM25/cosine), ``popularity``, ``popular_in_tier``, ``buy_again``,
+``ease`` (EASE closed-form item x item regression) and ``personal_knn`` (own plus neighbours'
+normalised purchase frequencies, TIFU-KNN style). The last two score with a member x item matrix
+and export it as member and item vectors (exact, or its best rank-``dims`` approximation:
+:mod:`engine.models.factor_form`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ _KINDS: dict[str, tuple[str, str, str]] = {
     "popularity": ("engine.models.popularity", "PopularityModel", "PopularityParams"),
     "popular_in_tier": ("engine.models.popularity", "TierPopularityModel", "TierPopularityParams"),
     "buy_again": ("engine.models.buy_again", "BuyAgainModel", "BuyAgainParams"),
+    "ease": ("engine.models.ease", "EASEModel", "EASEParams"),
+    "personal_knn": ("engine.models.personal_knn", "PersonalKNNModel", "PersonalKNNParams"),
 }
 
 MODEL_KINDS: tuple[str, ...] = tuple(_KINDS)

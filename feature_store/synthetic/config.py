@@ -101,6 +101,10 @@ class SynthConfig:
     taste_strength: float = 1.0
     #: a member's weight on the primary cluster is uniform in this range
     primary_weight: tuple[float, float] = (0.55, 0.85)
+    #: tier-specific taste in [0, 1]: higher tiers tilt their picks (within each category)
+    #: toward premium-tagged and exclusive (min_tier) items, the more so the higher the tier;
+    #: 0 = the same taste in every tier (see docs/synthetic_data.md and taste.tier_tilts)
+    tier_taste: float = 0.0
 
     # members
     tiers: tuple[str, ...] = DEFAULT_TIERS
@@ -190,10 +194,22 @@ class SynthConfig:
         """Number of eligibility levels: everyone, plus one per tier with exclusive items."""
         return 1 + len(self.exclusive_tiers)
 
+    @property
+    def tier_levels(self) -> tuple[int, ...]:
+        """Eligibility level of each tier (lowest tier first)."""
+        ranks = [self.tiers.index(t) for t in self.exclusive_tiers]
+        return tuple(sum(1 for r in ranks if t >= r) for t in range(len(self.tiers)))
+
     def to_json(self) -> dict[str, Any]:
-        """All parameters as JSON-ready values (for ground_truth/synth.json)."""
+        """All parameters as JSON-ready values (for ground_truth/synth.json).
+
+        ``tier_taste`` is left out while it is 0, so that outputs at the defaults stay
+        byte-identical to those of generators that predate the knob.
+        """
         out = dataclasses.asdict(self)
         out["end_date"] = self.end_date.isoformat()
+        if not self.tier_taste:
+            del out["tier_taste"]
         return out
 
     # ------------------------------------------------------------------ checks
@@ -236,7 +252,7 @@ class SynthConfig:
         for name in (
             "explore_share", "new_member_share", "churn_share", "joined_before_share",
             "birthday_order_share", "promo_share", "inactive_item_share", "private_label_share",
-            "organic_share", "bestseller_share", "premium_share",
+            "organic_share", "bestseller_share", "premium_share", "tier_taste",
         ):  # fmt: skip
             if not 0 <= getattr(self, name) <= 1:
                 raise bad(name, "in [0, 1]", getattr(self, name))

@@ -168,6 +168,8 @@ def truth_frames(
             "cluster_log_affinity": pl.Series(np.ascontiguousarray(taste.log_affinity.T)),
         }
     )
+    if cfg.tier_taste > 0:  # only then, so that default outputs keep their bytes
+        items = items.with_columns(tier_bonus=pl.Series(taste.bonus.astype(np.int32)))
     top_items = np.argsort(-taste.log_affinity, axis=1, kind="stable")[
         :, : min(TOP_ITEMS, catalog.size)
     ]

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from feature_store.dataset import Dataset, Format, write_dataset
@@ -18,8 +19,8 @@ from feature_store.synthetic.catalog import ITEM_TAGS, build_catalog
 from feature_store.synthetic.config import SynthConfig
 from feature_store.synthetic.frames import dataset_frames, ids, truth_frames
 from feature_store.synthetic.population import STATUSES, build_population
-from feature_store.synthetic.purchases import generate_purchases
-from feature_store.synthetic.taste import build_taste
+from feature_store.synthetic.purchases import Purchases, generate_purchases
+from feature_store.synthetic.taste import build_taste, tier_tilts
 
 #: independent random streams, one per stage, so that changing one stage leaves the others alone
 STREAMS: tuple[str, ...] = (
@@ -102,7 +103,26 @@ def generate(cfg: SynthConfig, progress: Callable[[str], None] | None = None) ->
         "tiers": {t: int((people.tier == i).sum()) for i, t in enumerate(cfg.tiers)},
         "statuses": {s: int((people.status == i).sum()) for i, s in enumerate(STATUSES)},
     }
+    if cfg.tier_taste > 0:  # only then, so that default outputs keep their bytes
+        stats["bonus_line_share"] = _bonus_line_share(cfg, taste.bonus, people.tier, purchases)
     return SynthResult(dataset, truth, stats)
+
+
+def _bonus_line_share(
+    cfg: SynthConfig,
+    bonus: npt.NDArray[np.int8],
+    tier: npt.NDArray[np.int8],
+    purchases: Purchases,
+) -> dict[str, float]:
+    """Share of each tier's sale lines that buy a premium or exclusive item (tier_taste)."""
+    sale = purchases.quantity > 0
+    line_tier = tier[purchases.member[sale]]
+    hit = bonus[purchases.item[sale]] > 0
+    lines = np.bincount(line_tier, minlength=len(cfg.tiers))
+    hits = np.bincount(line_tier, weights=hit, minlength=len(cfg.tiers))
+    return {
+        t: round(float(hits[i] / lines[i]), 4) if lines[i] else 0.0 for i, t in enumerate(cfg.tiers)
+    }
 
 
 def write_synthetic(
@@ -139,6 +159,8 @@ def write_synthetic(
         "stats": result.stats,
         "files": {k: str(p.relative_to(folder)) for k, p in sorted(files.items())},
     }
+    if cfg.tier_taste > 0:  # only then, so that default outputs keep their bytes
+        meta["tier_tilt"] = dict(zip(cfg.tiers, tier_tilts(cfg).tolist(), strict=True))
     meta_path = truth_dir / "synth.json"
     meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     files[f"{GROUND_TRUTH_DIR}/synth"] = meta_path

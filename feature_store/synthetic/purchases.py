@@ -171,12 +171,13 @@ def generate_purchases(
 
 
 def draw_for_members(ctx: _Context, rng: np.random.Generator, member: IntArray) -> IntArray:
-    """One item per entry from the member's taste (primary or secondary cluster, by weight)."""
+    """One item per entry from the member's taste (primary or secondary cluster, by weight),
+    as seen from the member's tier (eligibility, and the tilt of ``tier_taste``)."""
     p = ctx.people
     cluster = np.where(
         rng.random(member.size) < p.primary_weight[member], p.primary[member], p.secondary[member]
     )
-    return ctx.taste.draw(rng, p.level[member], cluster)
+    return ctx.taste.draw(rng, p.tier[member].astype(np.int64), cluster)
 
 
 def _staples(ctx: _Context, rng: np.random.Generator, lines: IntArray) -> tuple[Staples, _Vocab]:

@@ -43,10 +43,35 @@ PARAMS: dict[str, dict[str, object]] = {
     "popularity": {},
     "popular_in_tier": {},
     "buy_again": {},
+    "ease": {"regularization": 10.0, "dims": 0},
+    "personal_knn": {"neighbours": 10, "dims": 8},  # truncated: 8 of 32 items
 }
-PERSONALISED = ("als", "bpr", "lightfm", "item_knn", "popular_in_tier", "buy_again")
-COLLABORATIVE = ("als", "bpr", "lightfm", "item_knn")
+PERSONALISED = (
+    "als",
+    "bpr",
+    "lightfm",
+    "item_knn",
+    "popular_in_tier",
+    "buy_again",
+    "ease",
+    "personal_knn",
+)
+COLLABORATIVE = ("als", "bpr", "lightfm", "item_knn", "ease", "personal_knn")
 SEEDED = ("als", "bpr", "lightfm")
+#: Kinds without a seed: two fits of the same data must give the very same arrays.
+DETERMINISTIC = tuple(kind for kind in MODEL_KINDS if kind not in SEEDED)
+#: Kinds whose recommendations include what the member already bought.
+REPEAT_KINDS = ("buy_again", "personal_knn")
+#: Kinds served from member vectors: they refuse members they were not trained on.
+MEMBER_VECTOR_KINDS = (
+    "als",
+    "bpr",
+    "lightfm",
+    "popularity",
+    "popular_in_tier",
+    "ease",
+    "personal_knn",
+)
 
 
 @dataclass(frozen=True)
@@ -154,7 +179,7 @@ def test_export_shapes_and_dtypes(kind, fitted, board):
         assert artifacts.item_similarity.dtype == np.float32
         assert artifacts.item_similarity.shape == (board.n_items, board.n_items)
     assert artifacts.member_vectors is not None or artifacts.item_similarity is not None
-    assert artifacts.exclude_history == (kind != "buy_again")
+    assert artifacts.exclude_history == (kind not in REPEAT_KINDS)
 
 
 @pytest.mark.parametrize("kind", MODEL_KINDS)
@@ -292,6 +317,23 @@ def test_same_seed_same_model(kind, board):
         np.testing.assert_array_equal(a[name], b[name], err_msg=f"{kind}: {name}")
 
 
+@pytest.mark.parametrize("kind", DETERMINISTIC)
+def test_unseeded_kinds_fit_the_same_model_twice(kind, board):
+    first = create_model(kind, **PARAMS[kind])  # type: ignore[arg-type]
+    second = create_model(kind, **PARAMS[kind])  # type: ignore[arg-type]
+    first.fit(board.data)
+    second.fit(board.data)
+
+    a, b = first.export(), second.export()
+
+    assert a.arrays().keys() == b.arrays().keys()
+    for name in a.arrays():
+        np.testing.assert_array_equal(a.arrays()[name], b.arrays()[name], err_msg=f"{kind}: {name}")
+    for name in a.matrices():
+        assert (a.matrices()[name] != b.matrices()[name]).nnz == 0, f"{kind}: {name}"
+    assert a.manifest_fields() == b.manifest_fields()
+
+
 @pytest.mark.parametrize("kind", SEEDED)
 def test_different_seeds_differ(kind, board):
     first = create_model(kind, **PARAMS[kind], random_state=1)  # type: ignore[arg-type]
@@ -340,7 +382,7 @@ def test_lightfm_cold_start_items_reach_their_group(fitted, board):
     )
 
 
-@pytest.mark.parametrize("kind", ["als", "item_knn", "popularity"])
+@pytest.mark.parametrize("kind", ["als", "item_knn", "popularity", "ease", "personal_knn"])
 def test_models_without_features_refuse_cold_start(kind, fitted):
     with pytest.raises(InvalidInputError, match="no feature embeddings"):
         fitted[kind].export().member_vectors_from_features(sp.csr_matrix((1, GROUPS)))
@@ -370,7 +412,7 @@ def test_score_refuses_history_not_aligned_with_the_rows(kind, fitted, board):
         fitted[kind].score(np.array([0, 1]), board.data.confidence[:1])
 
 
-@pytest.mark.parametrize("kind", ["als", "bpr", "lightfm", "popularity", "popular_in_tier"])
+@pytest.mark.parametrize("kind", MEMBER_VECTOR_KINDS)
 def test_score_refuses_members_outside_training(kind, fitted, board):
     rows = np.array([0, board.n_members])
     with pytest.raises(InvalidInputError, match=f"member row {board.n_members} is outside"):
@@ -393,6 +435,13 @@ def test_score_refuses_members_outside_training(kind, fitted, board):
         ("buy_again", {"half_life_days": 7}, "unknown parameter.s. half_life_days; valid: .none."),
         ("als", {"random_state": -1}, "random_state=-1"),
         ("als", {"iterations": True}, "iterations=True"),
+        ("ease", {"regularization": 0.0}, "regularization=0.0 must be a finite number > 0"),
+        ("ease", {"max_items": 0}, "max_items=0 must be an integer >= 1"),
+        ("ease", {"dims": -1}, "dims=-1 must be an integer >= 0"),
+        ("personal_knn", {"alpha": 1.5}, "alpha=1.5 must be at most 1"),
+        ("personal_knn", {"neighbours": 0}, "neighbours=0 must be an integer >= 1"),
+        ("personal_knn", {"search_dims": 2.5}, "search_dims=2.5 must be an integer"),
+        ("personal_knn", {"k": 10}, "unknown parameter.s. k; valid: neighbours, alpha"),
     ],
 )
 def test_factory_refuses_bad_configuration(kind, params, message):

@@ -27,7 +27,10 @@ from feature_store.synthetic import (
 )
 
 CFG = SynthConfig(members=3_000, items=1_000, purchases=60_000, seed=7)
+#: the same data with tier-specific tastes at full strength
+TIER_CFG = replace(CFG, tier_taste=1.0)
 TIER_RANK = {t: i for i, t in enumerate(DEFAULT_TIERS)}
+TRUTH_TABLES = ("members", "items", "clusters", "staples")
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,21 @@ def data(folder: Path) -> Dataset:
 
 @pytest.fixture(scope="module")
 def truth(folder: Path) -> dict[str, pl.DataFrame]:
-    names = ("members", "items", "clusters", "staples")
-    return {n: pl.read_parquet(folder / GROUND_TRUTH_DIR / f"{n}.parquet") for n in names}
+    return {n: pl.read_parquet(folder / GROUND_TRUTH_DIR / f"{n}.parquet") for n in TRUTH_TABLES}
+
+
+@pytest.fixture(scope="module")
+def tier_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("synth_tier_taste")
+    write_synthetic(TIER_CFG, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tier_data(tier_folder: Path) -> Dataset:
+    result = load_dataset(tier_folder, LoadOptions(now=datetime(2026, 1, 1)))
+    assert result.report.rejected_count == 0, result.report.summary()
+    return result.dataset
 
 
 def sales(data: Dataset) -> pl.DataFrame:
@@ -132,6 +148,9 @@ def test_bad_parameters_are_refused_with_the_parameter_named() -> None:
         SynthConfig(return_rate=0.7)
     with pytest.raises(ConfigError, match="exclusive_items"):
         SynthConfig(exclusive_items=(("vip", 0.1),))
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ConfigError, match="tier_taste must be in"):
+            SynthConfig(tier_taste=bad)
 
 
 # --------------------------------------------------------------------------- planted structure
@@ -339,6 +358,80 @@ def test_ground_truth_clusters_predict_what_members_buy(
     chance = top.height / CFG.clusters / CFG.items
     assert own_share > 2 * other_share
     assert own_share > 5 * chance
+
+
+def bonus_share_by_tier(data: Dataset) -> dict[str, float]:
+    """Share of each tier's sale lines that buy a premium-tagged or an exclusive item."""
+    shares = (
+        sales(data)
+        .join(data.items.select(Col.ITEM_ID, Col.TAGS, Col.MIN_TIER), on=Col.ITEM_ID)
+        .join(data.members.select(Col.MEMBER_ID, Col.TIER), on=Col.MEMBER_ID)
+        .group_by(Col.TIER)
+        .agg(
+            (pl.col(Col.TAGS).list.contains("premium") | pl.col(Col.MIN_TIER).is_not_null()).mean()
+        )
+    )
+    return {t: float(v) for t, v in shares.iter_rows()}
+
+
+def test_tier_taste_tilts_higher_tiers_toward_premium_and_exclusive_items(
+    data: Dataset, tier_data: Dataset
+) -> None:
+    flat = bonus_share_by_tier(data)
+    tilted = bonus_share_by_tier(tier_data)
+    ordered = [tilted[t] for t in DEFAULT_TIERS]
+    assert ordered == sorted(ordered), tilted
+    assert tilted["diamond"] > 4 * tilted["regular"]
+    assert tilted["platinum"] > 3 * tilted["regular"]
+    # Without the knob only the exclusives (gold and up) separate the tiers, a little.
+    assert flat["diamond"] < 1.5 * flat["regular"]
+    # The lowest tier's taste is not tilted.
+    assert tilted["regular"] == pytest.approx(flat["regular"], abs=0.03)
+
+
+def test_tier_taste_changes_which_items_are_bought_and_nothing_else(
+    folder: Path, tier_folder: Path, truth: dict[str, pl.DataFrame]
+) -> None:
+    tilted = {
+        n: pl.read_parquet(tier_folder / GROUND_TRUTH_DIR / f"{n}.parquet") for n in TRUTH_TABLES
+    }
+    assert tilted["members"].equals(truth["members"])  # tiers, clusters, shares, lines
+    assert tilted["clusters"].equals(truth["clusters"])
+    assert tilted["items"].drop("tier_bonus").equals(truth["items"])
+    keep = ["member_id", "slot", "planned_share"]
+    assert tilted["staples"].select(keep).equals(truth["staples"].select(keep))
+    assert not tilted["staples"].equals(truth["staples"])  # but other staple items
+    for name in ("members", "items"):
+        a = pl.read_parquet(folder / f"{name}.parquet").drop(Col.POINTS_BALANCE, strict=False)
+        b = pl.read_parquet(tier_folder / f"{name}.parquet").drop(Col.POINTS_BALANCE, strict=False)
+        assert a.equals(b), name  # points follow spend, which premium items raise
+
+
+def test_tier_taste_is_recorded_in_the_ground_truth_only_when_on(
+    folder: Path, tier_folder: Path, truth: dict[str, pl.DataFrame], tier_data: Dataset
+) -> None:
+    meta = json.loads((folder / GROUND_TRUTH_DIR / "synth.json").read_text())
+    assert "tier_taste" not in meta["parameters"]  # default outputs keep their bytes
+    assert "tier_tilt" not in meta
+    assert "bonus_line_share" not in meta["stats"]
+    assert "tier_bonus" not in truth["items"].columns
+
+    meta = json.loads((tier_folder / GROUND_TRUTH_DIR / "synth.json").read_text())
+    assert meta["parameters"]["tier_taste"] == 1.0
+    assert meta["tier_tilt"] == pytest.approx(
+        {"regular": 0.0, "silver": 0.75, "gold": 1.5, "platinum": 2.25, "diamond": 3.0}
+    )
+    assert meta["stats"]["bonus_line_share"] == pytest.approx(
+        bonus_share_by_tier(tier_data), abs=1e-4
+    )
+    items = pl.read_parquet(tier_folder / GROUND_TRUTH_DIR / "items.parquet").join(
+        tier_data.items, on=Col.ITEM_ID
+    )
+    expected = pl.col(Col.TAGS).list.contains("premium").cast(pl.Int32) + pl.col(
+        Col.MIN_TIER
+    ).is_not_null().cast(pl.Int32)
+    assert items.select((pl.col("tier_bonus") == expected).all()).item()
+    assert set(items.get_column("tier_bonus").unique()) == {0, 1, 2}
 
 
 def test_points_balance_never_exceeds_net_spend(data: Dataset) -> None:

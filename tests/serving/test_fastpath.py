@@ -112,6 +112,9 @@ def test_fast_path_answers_byte_for_byte_what_the_route_answers(
         ("k=ten", 422, "k"),
         ("category=", 422, "category"),
         ("exclude_purchased=maybe", 422, "exclude_purchased"),
+        ("k=%C2%B2", 422, "k"),  # superscript two: a digit to str.isdigit, not a number
+        ("k=%D9%A3", 422, "k"),  # Arabic-Indic three: int() takes it, the contract does not
+        ("k=%EF%BC%95", 422, "k"),  # fullwidth five
     ],
 )
 def test_bad_parameters_still_get_the_route_problem(

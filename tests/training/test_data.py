@@ -13,7 +13,8 @@ import pytest
 from feature_store.dataset import Dataset
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
 from training.config import BlendConfig, SplitConfig, TagWeights, WeightsConfig
-from training.data import SnapshotFrames, prepare, resolve_split
+from training.data import SnapshotFrames, prepare
+from training.windows import resolve_split
 
 TIERS = ("regular", "silver", "gold")
 CUTOFF = date(2025, 6, 1)
