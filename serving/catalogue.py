@@ -25,8 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.bundle import Bundle
-from engine.errors import BundleError
-from engine.ranking import NO_CATEGORY, ItemCatalog
+from engine.errors import BundleError, InvalidInputError
+from engine.ranking import ItemCatalog
+from engine.served import catalog_from_attributes
 
 CATEGORY, MIN_TIER, ACTIVE, TIER_POPULARITY = (
     "item_category",
@@ -49,52 +50,26 @@ class ItemAttributes:
 def build_catalogue(
     bundle: Bundle, tiers: Sequence[str], popularity: npt.ArrayLike
 ) -> tuple[ItemCatalog, str]:
-    """The :class:`ItemCatalog` of ``bundle`` and where its attributes came from."""
+    """The :class:`ItemCatalog` of ``bundle`` and where its attributes came from (built by
+    :func:`engine.served.catalog_from_attributes`, as evaluation builds it)."""
     attributes = (
         _from_bundle(bundle) or _from_snapshot(bundle) or ItemAttributes(None, None, None, "none")
     )
-    n = len(bundle.item_ids)
-    if attributes.category is not None:
-        names, codes = np.unique(attributes.category, return_inverse=True)
-        blank = names == ""
-        categories = [str(c) for c in names]
-        codes = np.where(blank[codes], NO_CATEGORY, codes)
-    else:
-        categories, codes = [], np.full(n, NO_CATEGORY)
-    ranks = np.zeros(n, dtype=np.int16)
-    if attributes.min_tier is not None:
-        ranks = _tier_ranks(attributes.min_tier, tiers, bundle.path)
-    active = np.ones(n, dtype=bool) if attributes.active is None else attributes.active
-    tier_popularity = bundle.arrays.get(TIER_POPULARITY)
-    catalogue = ItemCatalog(
-        tiers=tiers,
-        category_codes=codes,
-        categories=categories,
-        min_tier=ranks,
-        active=active,
-        popularity=popularity,
-        tier_popularity=tier_popularity,
-    )
-    return catalogue, attributes.source
-
-
-def _tier_ranks(
-    values: npt.NDArray[np.str_], tiers: Sequence[str], where: Path
-) -> npt.NDArray[np.int16]:
-    ladder = np.asarray(list(tiers))
-    order = np.argsort(ladder)
-    pos = np.searchsorted(ladder[order], values)
-    pos = np.minimum(pos, len(ladder) - 1)
-    found = ladder[order][pos] == values
-    empty = values == ""
-    bad = ~found & ~empty
-    if bad.any():
-        raise BundleError(
-            f"{where}: item min_tier {str(values[bad][0])!r} is not a tier of the feature "
-            f"policy ({', '.join(tiers)}); serve with the policy the model was trained with "
-            "(RECSYS_POLICY_FILE)"
+    try:
+        catalogue = catalog_from_attributes(
+            tiers,
+            category=attributes.category,
+            min_tier=attributes.min_tier,
+            active=attributes.active,
+            popularity=popularity,
+            tier_popularity=bundle.arrays.get(TIER_POPULARITY),
         )
-    return np.where(empty, 0, order[pos]).astype(np.int16)
+    except InvalidInputError as exc:
+        raise BundleError(
+            f"{bundle.path}: {exc}; serve with the policy the model was trained with "
+            "(RECSYS_POLICY_FILE)"
+        ) from exc
+    return catalogue, attributes.source
 
 
 def _from_bundle(bundle: Bundle) -> ItemAttributes | None:

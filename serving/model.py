@@ -20,20 +20,15 @@ Every ranking then goes through the same rules and fallback fill.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
-import scipy.sparse as sp
 
-from engine.blend import PRECOMPUTED_ARRAYS, SOURCES, Blender, BlendWeights, BundleRecommender
+from engine.blend import Blender, BlendWeights, BundleRecommender
 from engine.bundle import Bundle, read_bundle
 from engine.errors import BundleError, InvalidInputError
 from engine.foldin import FoldIn
@@ -45,95 +40,30 @@ from engine.ranking import (
     category_cap,
     rank_many,
     rank_with_fallbacks,
-    select_rows,
 )
+from engine.served import fallbacks
 from feature_store.online.profile import MemberProfile
+from serving import model_foldin, model_lanes
 from serving.catalogue import build_catalogue
+from serving.model_foldin import FeatureEmbedding
+from serving.model_lanes import read_precomputed
 from serving.model_source import ResolvedModel
+from serving.model_types import (
+    SERVING_SOURCES,
+    SOURCE_POPULAR_IN_CATEGORY,
+    SOURCE_SIMILAR,
+    Ask,
+    FloatArray,
+    IntArray,
+    ModelInfo,
+    Overlay,
+    PurchasedPolicy,
+    Recommended,
+    bundle_id,
+)
 from serving.settings import Settings
 
 log = logging.getLogger("recsys.serving")
-
-FloatArray = npt.NDArray[np.float32]
-IntArray = npt.NDArray[np.int64]
-
-#: Source names reported per item: the blend's, then serving's fallbacks and similar items.
-SERVING_SOURCES: tuple[str, ...] = (*SOURCES, "popular_in_tier", "popular_in_category", "similar")
-SOURCE_POPULAR = SOURCES.index("popular")
-SOURCE_POPULAR_IN_TIER, SOURCE_POPULAR_IN_CATEGORY, SOURCE_SIMILAR = 4, 5, 6
-
-
-class PurchasedPolicy(StrEnum):
-    """What happens to items the member already bought.
-
-    ``keep``: they may be recommended (buy again). ``exclude_recent`` (default): items bought
-    since the snapshot (reported by events) are not, older ones may be. ``exclude``: no
-    purchased item is recommended (discovery only).
-    """
-
-    KEEP = "keep"
-    EXCLUDE_RECENT = "exclude_recent"
-    EXCLUDE = "exclude"
-
-
-@dataclass(frozen=True, slots=True)
-class Overlay:
-    """What events changed for a member: the folded-in vector and the items bought since the
-    snapshot with their confidences (dense ids of this model)."""
-
-    vector: FloatArray
-    items: IntArray
-    weights: FloatArray
-
-
-@dataclass(frozen=True, slots=True)
-class Ask:
-    """One recommendation request, with what the online store said about the member."""
-
-    member_id: str
-    profile: MemberProfile | None
-    overlay: Overlay | None
-    k: int
-    category: str | None = None
-    policy: PurchasedPolicy = PurchasedPolicy.EXCLUDE_RECENT
-
-
-@dataclass(frozen=True, slots=True)
-class Recommended:
-    """A ranked list as external ids, ready for a response."""
-
-    item_ids: list[str]
-    scores: list[float]
-    sources: list[str]
-    categories: list[str | None]
-    basis: str
-    fallback: bool
-    tier: str
-
-
-@dataclass(frozen=True, slots=True)
-class ModelInfo:
-    label: str
-    uri: str
-    bundle_id: str
-    path: str
-    kind: str
-    created_at: str
-    loaded_at: str
-    registry_version: str | None
-    run_id: str | None
-    n_members: int
-    n_items: int
-    dim: int
-    index: str
-    catalogue: str
-    cold_start: str
-
-
-def bundle_id(path: Any) -> str:
-    """A short content id of a bundle: SHA-256 of its manifest (which lists every file's size)."""
-    digest = hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
-    return digest[:16]
 
 
 def _params(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -207,8 +137,8 @@ class ServingModel:
             regularization=_number(params, "regularization", 0.01),
             alpha=_number(params, "alpha", 1.0),
         )
-        self._features = _FeatureEmbedding.from_bundle(bundle)
-        self._precomputed = _precomputed(bundle)
+        self._features = FeatureEmbedding.from_bundle(bundle)
+        self._precomputed = read_precomputed(bundle)
         self._categories = np.asarray([*self.catalog.categories, ""], dtype=object)
         self.info = ModelInfo(
             label=resolved.label,
@@ -341,48 +271,7 @@ class ServingModel:
         ``k`` within the list width. The rules run vectorized over all of them
         (:func:`engine.ranking.select_rows`); a list that cannot decide its request (too short
         after the rules, or a category cut at precompute time) is left to the search path. None when the bundle has no precomputed lists."""
-        pre = self._precomputed
-        if pre is None:
-            return None
-        lane = [
-            i
-            for i, ask in enumerate(asks)
-            if rows[i] >= 0
-            and ask.overlay is None
-            and ask.category is None
-            and ask.policy is not PurchasedPolicy.EXCLUDE
-            and ask.k <= pre.width
-        ]
-        if not lane:
-            return {}
-        dense = np.asarray([rows[i] for i in lane], dtype=np.int64)
-        ks = np.asarray([asks[i].k for i in lane], dtype=np.int64)
-        share = self.settings.max_per_category_share
-        caps = np.asarray(
-            [_cap_or_k(k, category_cap(k, share)) for k in ks.tolist()], dtype=np.int64
-        )
-        picked = select_rows(
-            self.catalog,
-            pre.items[dense],
-            pre.scores[dense],
-            pre.sources[dense],
-            np.asarray([tiers[i] for i in lane], dtype=np.int64),
-            ks,
-            caps,
-            pre.per_category,
-        )
-        out: dict[int, Recommended] = {}
-        for position, i in enumerate(lane):
-            if not picked.decided[position]:
-                continue  # the list cannot decide this request: the search path ranks it
-            count = int(picked.counts[position])
-            ranked = RankedList(
-                picked.items[position, :count],
-                picked.scores[position, :count],
-                picked.sources[position, :count],
-            )
-            out[i] = self._external(ranked, "model", fallback=False, tier=tiers[i])
-        return out
+        return model_lanes.from_precomputed(self, asks, rows, tiers)
 
     def _vector_of(self, ask: Ask, row: int) -> tuple[str, FloatArray] | None:
         """The basis and query vector of a member ranked from a vector, or None."""
@@ -456,13 +345,7 @@ class ServingModel:
         A line weighs ``sign(quantity) * log1p(|quantity|)`` (the default interaction weight),
         so a return cancels its purchase; lines of items outside the model are ignored.
         """
-        dense = self.item_ids.lookup(np.asarray(list(item_ids), dtype=np.str_))
-        q = np.asarray(list(quantities), dtype=np.float64)
-        weights = np.sign(q) * np.log1p(np.abs(q))
-        known = dense >= 0
-        items, inverse = np.unique(dense[known], return_inverse=True)
-        net = np.bincount(inverse, weights=weights[known], minlength=items.size)
-        return self.overlay_for(member_id, items.astype(np.int64), net.astype(np.float32))
+        return model_foldin.overlay_from_lines(self, member_id, item_ids, quantities)
 
     def overlay_for(self, member_id: str, items: IntArray, weights: FloatArray) -> Overlay:
         """The overlay after purchases of ``items`` (dense ids, net confidences) since the snapshot.
@@ -471,18 +354,7 @@ class ServingModel:
         the new purchases (``fold(history + new) - fold(history)``); a member the bundle does not
         know gets the fold-in of the new purchases alone.
         """
-        positive = weights > 0
-        items, weights = items[positive], weights[positive].astype(np.float32)
-        row = self.member_ids.get(member_id)
-        if row < 0:
-            vector = self.fold.vector(items, weights)
-        else:
-            base_items, base_weights = self._history_row(row)
-            before = self.fold.vector(base_items, base_weights)
-            after = self.fold.vector(np.r_[base_items, items], np.r_[base_weights, weights])
-            trained = np.asarray(self.bundle.arrays["member_vectors"][row], dtype=np.float32)
-            vector = (trained + (after - before)).astype(np.float32)
-        return Overlay(vector=vector, items=items.astype(np.int64), weights=weights)
+        return model_foldin.overlay_for(self, member_id, items, weights)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -501,10 +373,7 @@ class ServingModel:
                 return []
             items, scores = self.catalog.popular_in_category(category)
             return [(items, scores, SOURCE_POPULAR_IN_CATEGORY)]
-        items, scores = self.catalog.popular_in_tier(tier)
-        source = SOURCE_POPULAR_IN_TIER if self.catalog.has_tier_popularity else SOURCE_POPULAR
-        overall, overall_scores = self.catalog.popular_overall()
-        return [(items, scores, source), (overall, overall_scores, SOURCE_POPULAR)]
+        return fallbacks(self.catalog, tier)
 
     def _history_row(self, row: int) -> tuple[IntArray, FloatArray]:
         history = self.blender.history
@@ -519,21 +388,8 @@ class ServingModel:
             return np.zeros(0, np.int64)
         return self._history_row(row)[0]
 
-    def _width(self, history_length: int) -> int:
-        w = self.weights
-        return max(
-            1, min(self.catalog.n_items, w.candidates + w.trending_candidates + history_length)
-        )
-
     def _rank_rows(self, rows: Sequence[int], exclude_all: bool) -> list[RankedList]:
-        indptr = self.blender.history.indptr
-        dense = np.asarray(rows, dtype=np.int64)
-        longest = int((indptr[dense + 1] - indptr[dense]).max())
-        ranking = self.blender.rank(dense, self._width(longest), exclude_purchased=exclude_all)
-        return [
-            RankedList(ranking.items[i], ranking.scores[i], ranking.sources[i])
-            for i in range(dense.size)
-        ]
+        return model_lanes.rank_rows(self, rows, exclude_all)
 
     def _rank_vectors(
         self,
@@ -544,42 +400,7 @@ class ServingModel:
         """The blend for members given by vectors (fold-in, features) and their histories
         (bundle row, if any, plus the overlay's purchases), through one Blender for all of
         them: building one costs a few sorts over the catalogue."""
-        rows, cols, values = [], [], []
-        for position, (row, overlay) in enumerate(members):
-            items, weights = (
-                self._history_row(row)
-                if row >= 0
-                else (np.zeros(0, np.int64), np.zeros(0, np.float32))
-            )
-            if overlay is not None and overlay.items.size:
-                items = np.r_[items, overlay.items]
-                weights = np.r_[weights, overlay.weights]
-            rows.append(np.full(items.size, position, dtype=np.int64))
-            cols.append(items)
-            values.append(weights.astype(np.float32))
-        history = sp.csr_matrix(
-            (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(len(members), self.catalog.n_items),
-        )
-        history.sum_duplicates()
-        blender = Blender(
-            np.asarray(np.stack(vectors), dtype=np.float32),
-            self.item_vectors,
-            history,
-            self.trending,
-            self.weights,
-            index=self.index,
-        )
-        longest = int(np.diff(history.indptr).max()) if history.nnz else 0
-        ranking = blender.rank(
-            np.arange(len(members), dtype=np.int64),
-            self._width(longest),
-            exclude_purchased=exclude_all,
-        )
-        return [
-            RankedList(ranking.items[i], ranking.scores[i], ranking.sources[i])
-            for i in range(len(members))
-        ]
+        return model_lanes.rank_vectors(self, vectors, members, exclude_all)
 
     def _external(
         self, ranked: RankedList, basis: str, *, fallback: bool, tier: int
@@ -594,98 +415,6 @@ class ServingModel:
             fallback=fallback,
             tier=self.catalog.tiers[tier],
         )
-
-
-def _cap_or_k(k: int, cap: int | None) -> int:
-    return k if cap is None else cap
-
-
-@dataclass(frozen=True, slots=True)
-class _Lists:
-    """A bundle's precomputed candidate lists (engine.blend.PrecomputedCandidates)."""
-
-    items: npt.NDArray[np.int32]
-    scores: FloatArray
-    sources: npt.NDArray[np.int8]
-    per_category: int | None
-
-    @property
-    def width(self) -> int:
-        return int(self.items.shape[1])
-
-
-def _precomputed(bundle: Bundle) -> _Lists | None:
-    """The bundle's precomputed candidate lists, checked against its member and item counts;
-    None when it has none."""
-    if not all(name in bundle.arrays for name in PRECOMPUTED_ARRAYS):
-        return None
-    items, scores, sources = (bundle.arrays[name] for name in PRECOMPUTED_ARRAYS)
-    n_members = len(bundle.member_ids)
-    if (
-        items.ndim != 2
-        or items.shape[0] != n_members
-        or scores.shape != items.shape
-        or sources.shape != items.shape
-    ):
-        raise BundleError(
-            f"{bundle.path}: precomputed candidates must be {n_members} x width arrays "
-            f"({', '.join(PRECOMPUTED_ARRAYS)}), found {items.shape}, {scores.shape}, "
-            f"{sources.shape}"
-        )
-    if items.size and int(items.max()) >= len(bundle.item_ids):
-        raise BundleError(f"{bundle.path}: precomputed candidates refer to unknown items")
-    cap = bundle.manifest.get("precomputed_per_category")
-    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 1):
-        raise BundleError(f"{bundle.path}: precomputed_per_category must be a positive integer")
-    return _Lists(items, scores, sources, cap)
-
-
-class _FeatureEmbedding:
-    """Cold-start vectors from member features (LightFM): ``mean(feature vectors) + offset``.
-
-    The bundle holds arrays ``member_feature_vectors`` (features x d) and
-    ``member_feature_offset`` (d), and the manifest ``member_feature_names``: one name per
-    feature row, ``tier=<tier>``, ``tag=<tag>``, ``segment=<rfm segment>`` or
-    ``lifecycle=<stage>``. A profile's matching features are averaged (rows scaled to sum 1).
-    """
-
-    def __init__(self, names: Sequence[str], vectors: FloatArray, offset: FloatArray) -> None:
-        self._index = {name: i for i, name in enumerate(names)}
-        self._vectors = vectors
-        self._offset = offset
-
-    @classmethod
-    def from_bundle(cls, bundle: Bundle) -> _FeatureEmbedding | None:
-        names = bundle.manifest.get("member_feature_names")
-        vectors = bundle.arrays.get("member_feature_vectors")
-        offset = bundle.arrays.get("member_feature_offset")
-        if names is None or vectors is None or offset is None:
-            return None
-        if (
-            not isinstance(names, list)
-            or len(names) != vectors.shape[0]
-            or offset.shape != (vectors.shape[1],)
-        ):
-            raise BundleError(
-                f"{bundle.path}: member_feature_names must list one name per row of "
-                "member_feature_vectors, and member_feature_offset match their dimension"
-            )
-        return cls(
-            [str(n) for n in names], np.asarray(vectors, np.float32), np.asarray(offset, np.float32)
-        )
-
-    def vector(self, profile: MemberProfile) -> FloatArray:
-        wanted = [
-            f"tier={profile.tier}",
-            *(f"tag={t}" for t in profile.tags),
-            f"segment={profile.rfm_segment}",
-            f"lifecycle={profile.lifecycle}",
-        ]
-        rows = [self._index[name] for name in wanted if name in self._index]
-        if not rows:
-            return self._offset.copy()
-        result: FloatArray = (self._vectors[rows].mean(axis=0) + self._offset).astype(np.float32)
-        return result
 
 
 __all__ = [

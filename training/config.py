@@ -21,254 +21,48 @@ Sections (docs/evaluation.md describes the evaluation keys)::
     [tracking]            experiment, register, promote
     [search]              the automatic mode: budget_minutes, max_trials, seed, families,
                           objective (training/search.py)
+
+The values are the dataclasses of training.config_schema and the tables are read by
+training.config_toml; this module reads the sections and re-exports both modules' names.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
 from engine.blend import BlendWeights
 from engine.errors import InvalidInputError
-from engine.interactions import InteractionWeights, QuantityTransform
+from engine.interactions import QuantityTransform
 from engine.models import MODEL_KINDS, create_model
 from engine.models.base import ParamValue
 from feature_store.errors import ConfigError as FeatureConfigError
 from feature_store.policy import load_policy
+from feature_store.toml_table import read_toml
+from training.config_schema import (
+    INDEX_KINDS,
+    VECTOR_KINDS,
+    WEIGHTINGS,
+    BaselineConfig,
+    BlendConfig,
+    BM25Config,
+    BundleConfig,
+    EvaluationConfig,
+    ModelConfig,
+    SearchConfig,
+    SplitConfig,
+    TagWeights,
+    TrackingConfig,
+    TrainConfig,
+    WeightsConfig,
+)
+from training.config_toml import ConfigError, ConfigTable
 
 #: Packaged configurations.
 CONFIG_DIR: Final[Path] = Path(__file__).parent / "configs"
 DEFAULT_CONFIG: Final[Path] = CONFIG_DIR / "default.toml"
-
-WEIGHTINGS: Final[tuple[str, ...]] = ("weighted", "binary")
-INDEX_KINDS: Final[tuple[str, ...]] = ("auto", "exact", "hnsw", "none")
-#: Model kinds whose export has member and item vectors (what the blend needs).
-VECTOR_KINDS: Final[tuple[str, ...]] = ("als", "bpr", "lightfm", "ease", "personal_knn")
-
-
-class ConfigError(FeatureConfigError):
-    """A training configuration is malformed; the message names the file and the key."""
-
-
-@dataclass(frozen=True, slots=True)
-class SplitConfig:
-    """The temporal split. Training sees purchases strictly before ``cutoff`` 00:00; the test
-    window runs from ``cutoff`` 00:00 through the end of ``test_end`` (inclusive). Without a
-    cutoff the test window is the last ``test_days`` days of the data; without ``test_end`` it
-    is ``test_days`` days long."""
-
-    cutoff: date | None = None
-    test_end: date | None = None
-    test_days: int = 30
-    #: length of the validation window just before the test cutoff (0: as long as the test
-    #: window); every choice of the automatic mode is made on it, never on the test window
-    validation_days: int = 0
-    #: the refit (the shipped model) learns from purchases before this date (None: the day
-    #: after the last purchase)
-    as_of: date | None = None
-    #: refit the chosen configuration on all purchases before ``as_of`` and ship that model
-    #: (False ships the model evaluated on the test window, for reproduction)
-    refit: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class BM25Config:
-    """Okapi BM25 re-weighting of the confidence matrix (engine.interactions.bm25_weight)."""
-
-    enabled: bool = False
-    k1: float = 100.0
-    b: float = 0.8
-
-
-@dataclass(frozen=True, slots=True)
-class TagWeights:
-    """Boosts of purchase lines whose item matches one of the member's tags.
-
-    A member tag matches an item when it equals one of the item's tags, its category, or
-    ``category_prefix + category`` (e.g. ``loves-beauty`` with prefix ``loves-``). A matching
-    line is multiplied by the largest multiplier among its matching tags: the tag's own entry
-    in ``multipliers``, else ``boost``.
-    """
-
-    boost: float = 1.0
-    category_prefix: str = ""
-    multipliers: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def active(self) -> bool:
-        return self.boost != 1.0 or any(m != 1.0 for m in self.multipliers.values())
-
-
-@dataclass(frozen=True, slots=True)
-class WeightsConfig:
-    """How purchase lines become confidences (engine.interactions).
-
-    ``half_life_days = 0`` disables recency decay; ``tier`` maps tier names to multipliers
-    (tiers not listed weigh 1) and is applied with the member's tier at purchase time.
-    """
-
-    quantity: str = "log1p"
-    amount: float = 0.0
-    half_life_days: float = 0.0
-    tier: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
-    tags: TagWeights = field(default_factory=TagWeights)
-    bm25: BM25Config = field(default_factory=BM25Config)
-
-    def interaction_weights(self, tiers: tuple[str, ...]) -> InteractionWeights:
-        """The engine's weights, tier multipliers in ladder order (tag boosts go per line)."""
-        multipliers = tuple(self.tier.get(t, 1.0) for t in tiers) if self.tier else ()
-        return InteractionWeights(
-            quantity=QuantityTransform(self.quantity),
-            amount_weight=self.amount,
-            half_life_days=self.half_life_days or None,
-            tier_multipliers=multipliers,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ModelConfig:
-    kind: str = "als"
-    params: Mapping[str, ParamValue] = field(default_factory=lambda: MappingProxyType({}))
-
-
-@dataclass(frozen=True, slots=True)
-class BlendConfig:
-    """The retail blend (engine.blend) and how its inputs are prepared.
-
-    ``buy_again_half_life_days`` weights the lines of the buy-again history (0: no decay);
-    ``trending_days`` is the window of the trending prior (distinct recent buyers).
-    """
-
-    weights: BlendWeights = field(default_factory=BlendWeights)
-    buy_again_half_life_days: float = 365.0
-    trending_days: int = 30
-
-
-@dataclass(frozen=True, slots=True)
-class BaselineConfig:
-    """A model evaluated beside the blend. ``weighting = "binary"`` fits it on 1 per bought
-    (member, item) ("plain" defaults); ``"weighted"`` on the configured confidences."""
-
-    name: str
-    kind: str
-    params: Mapping[str, ParamValue] = field(default_factory=lambda: MappingProxyType({}))
-    weighting: str = "binary"
-
-
-@dataclass(frozen=True, slots=True)
-class EvaluationConfig:
-    ks: tuple[int, ...] = (5, 10, 20)
-    #: evaluate at most this many test members (a seeded uniform sample beyond it)
-    max_members: int = 100_000
-    #: members with at most this many orders before the cutoff form the "few purchases" group
-    few_purchases: int = 3
-    seed: int = 0
-    #: the headline metric (the promotion gate compares it): name@k/variant
-    metric: str = "ndcg@10/all"
-
-
-@dataclass(frozen=True, slots=True)
-class BundleConfig:
-    member_index: str = "exact"
-    item_index: str = "auto"
-    #: Each member's top-N blended items stored for serving (0: serving searches every time).
-    precomputed_candidates: int = 50
-    #: At most this many items of one category per precomputed list (0: no cap), so serving's
-    #: diversity cap rarely exhausts a list (it covers k up to this / the serving share).
-    precomputed_per_category: int = 10
-
-
-@dataclass(frozen=True, slots=True)
-class TrackingConfig:
-    enabled: bool = True
-    experiment: str = "member-recs"
-    register: bool = True
-    promote: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class SearchConfig:
-    """The automatic mode (``recsys train`` without ``--config``): what is searched on the
-    validation window and for how long (training/search.py)."""
-
-    #: wall-clock budget of the search (trials started after it are not run)
-    budget_minutes: float = 5.0
-    #: stop after this many trials even within the budget (0: only the budget stops it)
-    max_trials: int = 0
-    seed: int = 0
-    #: model families tried (vector kinds; EASE only where the catalogue fits its memory)
-    families: tuple[str, ...] = ("als", "ease", "personal_knn", "bpr")
-    #: metrics summed into the objective, each NAME@K/VARIANT
-    objective: tuple[str, ...] = ("ndcg@10/all", "ndcg@10/new")
-
-
-@dataclass(frozen=True, slots=True)
-class TrainConfig:
-    name: str = "default"
-    source: Path | None = None
-    split: SplitConfig = field(default_factory=SplitConfig)
-    policy: Path | None = None
-    weights: WeightsConfig = field(default_factory=WeightsConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    blend: BlendConfig = field(default_factory=BlendConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    baselines: tuple[BaselineConfig, ...] = ()
-    bundle: BundleConfig = field(default_factory=BundleConfig)
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-
-    def params(self) -> dict[str, ParamValue]:
-        """Every setting as flat dotted names (what MLflow logs as params)."""
-        flat: dict[str, ParamValue] = {"name": self.name}
-        split = self.split
-        flat["split.cutoff"] = split.cutoff.isoformat() if split.cutoff else "auto"
-        flat["split.test_end"] = split.test_end.isoformat() if split.test_end else "auto"
-        flat["split.test_days"] = split.test_days
-        flat["split.validation_days"] = split.validation_days or "auto"
-        flat["split.as_of"] = split.as_of.isoformat() if split.as_of else "auto"
-        flat["split.refit"] = split.refit
-        flat["features.policy"] = str(self.policy) if self.policy else "default"
-        w = self.weights
-        flat["weights.quantity"] = w.quantity
-        flat["weights.amount"] = w.amount
-        flat["weights.half_life_days"] = w.half_life_days
-        for tier, value in w.tier.items():
-            flat[f"weights.tier.{tier}"] = value
-        flat["weights.tags.boost"] = w.tags.boost
-        flat["weights.tags.category_prefix"] = w.tags.category_prefix
-        for tag, value in w.tags.multipliers.items():
-            flat[f"weights.tags.multipliers.{tag}"] = value
-        flat["weights.bm25.enabled"] = w.bm25.enabled
-        flat["weights.bm25.k1"] = w.bm25.k1
-        flat["weights.bm25.b"] = w.bm25.b
-        flat["model.kind"] = self.model.kind
-        for key, param in self.model.params.items():
-            flat[f"model.params.{key}"] = param
-        for key, weight in self.blend.weights.as_dict().items():
-            flat[f"blend.{key}"] = weight
-        flat["blend.buy_again_half_life_days"] = self.blend.buy_again_half_life_days
-        flat["blend.trending_days"] = self.blend.trending_days
-        e = self.evaluation
-        flat["evaluation.ks"] = ",".join(map(str, e.ks))
-        flat["evaluation.max_members"] = e.max_members
-        flat["evaluation.few_purchases"] = e.few_purchases
-        flat["evaluation.seed"] = e.seed
-        flat["evaluation.metric"] = e.metric
-        flat["baselines"] = ",".join(b.name for b in self.baselines) or "none"
-        flat["bundle.member_index"] = self.bundle.member_index
-        flat["bundle.item_index"] = self.bundle.item_index
-        return flat
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        """A copy with some top-level fields replaced (e.g. for ablations)."""
-        return dataclasses.replace(self, **changes)
 
 
 # -- loading ---------------------------------------------------------------------------------
@@ -281,16 +75,7 @@ def load_config(path: Path | None = None, *, tiers: tuple[str, ...] | None = Non
     config's feature policy (``[features] policy``, default: the packaged policy).
     """
     path = DEFAULT_CONFIG if path is None else Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"{path}: cannot read the training config: {exc.strerror or exc}"
-        ) from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data, _ = read_toml(path, "training config", ConfigError)
     return parse_config(data, path, tiers=tiers)
 
 
@@ -298,7 +83,7 @@ def parse_config(
     data: Mapping[str, Any], path: Path, *, tiers: tuple[str, ...] | None = None
 ) -> TrainConfig:
     """Build a :class:`TrainConfig` from parsed TOML (``path`` is used in messages)."""
-    root = _Table(path, "", data)
+    root = ConfigTable(path, "", data)
     name = root.string("name", "default")
     policy = _policy_path(root, path)
     ladder = tiers if tiers is not None else _ladder(policy, path)
@@ -326,7 +111,7 @@ def parse_config(
     return config
 
 
-def _policy_path(root: _Table, path: Path) -> Path | None:
+def _policy_path(root: ConfigTable, path: Path) -> Path | None:
     features = root.table("features")
     value = features.optional_string("policy")
     features.finish()
@@ -343,7 +128,7 @@ def _ladder(policy: Path | None, path: Path) -> tuple[str, ...]:
         raise ConfigError(f"{path}: features.policy: {exc}") from exc
 
 
-def _split(t: _Table) -> SplitConfig:
+def _split(t: ConfigTable) -> SplitConfig:
     cutoff = t.optional_date("cutoff")
     test_end = t.optional_date("test_end")
     test_days = t.integer("test_days", 30, minimum=1)
@@ -367,7 +152,7 @@ def _split(t: _Table) -> SplitConfig:
     )
 
 
-def _weights(t: _Table, tiers: tuple[str, ...]) -> WeightsConfig:
+def _weights(t: ConfigTable, tiers: tuple[str, ...]) -> WeightsConfig:
     quantity = t.string("quantity", "log1p", choices=tuple(q.value for q in QuantityTransform))
     amount = t.number("amount", 0.0, minimum=0.0)
     half_life = t.number("half_life_days", 0.0, minimum=0.0)
@@ -407,7 +192,7 @@ def _weights(t: _Table, tiers: tuple[str, ...]) -> WeightsConfig:
     )
 
 
-def _model_params(t: _Table, kind: str, where: str) -> Mapping[str, ParamValue]:
+def _model_params(t: ConfigTable, kind: str, where: str) -> Mapping[str, ParamValue]:
     params_table = t.table("params")
     params: dict[str, ParamValue] = {}
     for key in params_table.names():
@@ -423,14 +208,14 @@ def _model_params(t: _Table, kind: str, where: str) -> Mapping[str, ParamValue]:
     return MappingProxyType(params)
 
 
-def _model(t: _Table) -> ModelConfig:
+def _model(t: ConfigTable) -> ModelConfig:
     kind = t.string("kind", "als", choices=MODEL_KINDS)
     params = _model_params(t, kind, "params")
     t.finish()
     return ModelConfig(kind=kind, params=params)
 
 
-def _blend(t: _Table) -> BlendConfig:
+def _blend(t: ConfigTable) -> BlendConfig:
     weights = BlendWeights(
         embedding=t.number("embedding", 1.0, minimum=0.0),
         buy_again=t.number("buy_again", 0.75, minimum=0.0),
@@ -447,7 +232,7 @@ def _blend(t: _Table) -> BlendConfig:
     return config
 
 
-def _evaluation(t: _Table) -> EvaluationConfig:
+def _evaluation(t: ConfigTable) -> EvaluationConfig:
     ks = t.integer_list("ks", (5, 10, 20), minimum=1)
     config = EvaluationConfig(
         ks=tuple(sorted(set(ks))),
@@ -455,6 +240,7 @@ def _evaluation(t: _Table) -> EvaluationConfig:
         few_purchases=t.integer("few_purchases", 3, minimum=0),
         seed=t.integer("seed", 0, minimum=0),
         metric=t.string("metric", "ndcg@10/all"),
+        served_share=t.number("served_share", 0.5, minimum=1e-9, maximum=1.0),
     )
     metric_name, _, rest = config.metric.partition("@")
     k_text, _, variant = rest.partition("/")
@@ -474,7 +260,7 @@ def _evaluation(t: _Table) -> EvaluationConfig:
     return config
 
 
-def _baselines(root: _Table) -> tuple[BaselineConfig, ...]:
+def _baselines(root: ConfigTable) -> tuple[BaselineConfig, ...]:
     out: list[BaselineConfig] = []
     for t in root.table_list("baselines"):
         name = t.string("name")
@@ -490,7 +276,7 @@ def _baselines(root: _Table) -> tuple[BaselineConfig, ...]:
     return tuple(out)
 
 
-def _bundle(t: _Table) -> BundleConfig:
+def _bundle(t: ConfigTable) -> BundleConfig:
     config = BundleConfig(
         member_index=t.string("member_index", "exact", choices=INDEX_KINDS),
         item_index=t.string("item_index", "auto", choices=INDEX_KINDS),
@@ -501,7 +287,7 @@ def _bundle(t: _Table) -> BundleConfig:
     return config
 
 
-def _tracking(t: _Table) -> TrackingConfig:
+def _tracking(t: ConfigTable) -> TrackingConfig:
     config = TrackingConfig(
         enabled=t.boolean("enabled", True),
         experiment=t.string("experiment", "member-recs"),
@@ -512,7 +298,7 @@ def _tracking(t: _Table) -> TrackingConfig:
     return config
 
 
-def _search(t: _Table) -> SearchConfig:
+def _search(t: ConfigTable) -> SearchConfig:
     default = SearchConfig()
     families = t.string_list("families", default.families, choices=VECTOR_KINDS)
     objective = t.string_list("objective", default.objective)
@@ -536,175 +322,12 @@ def _search(t: _Table) -> SearchConfig:
     return config
 
 
-class _Table:
-    """A TOML table being read: typed getters whose errors name ``file: key``, and a final
-    check that no unknown key is left."""
-
-    def __init__(self, path: Path, prefix: str, data: object) -> None:
-        self.path = path
-        self.prefix = prefix
-        if not isinstance(data, Mapping):
-            raise self.error("", f"must be a table, got {type(data).__name__}")
-        self.data: Mapping[str, object] = data
-        self.used: set[str] = set()
-        self.asked: set[str] = set()
-
-    def where(self, key: str) -> str:
-        if not key:
-            return self.prefix or "<root>"
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def error(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.path}: {self.where(key)}: {message}")
-
-    def names(self) -> list[str]:
-        """The keys present (for tables whose keys are data: tiers, tags, params)."""
-        return list(self.data)
-
-    def raw(self, key: str) -> object:
-        self.used.add(key)
-        return self.data[key]
-
-    def table(self, key: str) -> _Table:
-        self.asked.add(key)
-        value = self.raw(key) if key in self.data else {}
-        return _Table(self.path, self.where(key), value)
-
-    def table_list(self, key: str) -> list[_Table]:
-        self.asked.add(key)
-        if key not in self.data:
-            return []
-        value = self.raw(key)
-        if not isinstance(value, list):
-            raise self.error(key, "must be an array of tables ([[...]])")
-        return [_Table(self.path, f"{self.where(key)}[{i}]", v) for i, v in enumerate(value)]
-
-    def number(
-        self,
-        key: str,
-        default: float | None = None,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-    ) -> float:
-        self.asked.add(key)
-        if key not in self.data:
-            if default is None:
-                raise self.error(key, "missing required number")
-            return default
-        value = self.raw(key)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise self.error(key, f"must be a finite number, got {value!r}")
-        if minimum is not None and value < minimum:
-            what = "negative weights are not allowed" if minimum == 0 else f"must be >= {minimum:g}"
-            raise self.error(key, f"{value!r}: {what}")
-        if maximum is not None and value > maximum:
-            raise self.error(key, f"{value!r}: must be <= {maximum:g}")
-        return float(value)
-
-    def integer(self, key: str, default: int | None = None, *, minimum: int | None = None) -> int:
-        self.asked.add(key)
-        if key not in self.data:
-            if default is None:
-                raise self.error(key, "missing required integer")
-            return default
-        value = self.raw(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, f"must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            raise self.error(key, f"{value}: must be >= {minimum}")
-        return value
-
-    def integer_list(self, key: str, default: tuple[int, ...], *, minimum: int) -> tuple[int, ...]:
-        self.asked.add(key)
-        if key not in self.data:
-            return default
-        value = self.raw(key)
-        if (
-            not isinstance(value, list)
-            or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        ):
-            raise self.error(key, f"must be a non-empty list of integers, got {value!r}")
-        if min(value) < minimum:
-            raise self.error(key, f"values must be >= {minimum}, got {value!r}")
-        return tuple(value)
-
-    def string_list(
-        self, key: str, default: tuple[str, ...], *, choices: tuple[str, ...] | None = None
-    ) -> tuple[str, ...]:
-        self.asked.add(key)
-        if key not in self.data:
-            return default
-        value = self.raw(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise self.error(key, f"must be a non-empty list of strings, got {value!r}")
-        if choices is not None:
-            for i, v in enumerate(value):
-                if v not in choices:
-                    raise self.error(f"{key}[{i}]", f"{v!r} is not one of {', '.join(choices)}")
-        return tuple(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        self.asked.add(key)
-        if key not in self.data:
-            return default
-        value = self.raw(key)
-        if not isinstance(value, bool):
-            raise self.error(key, f"must be true or false, got {value!r}")
-        return value
-
-    def string(
-        self,
-        key: str,
-        default: str | None = None,
-        *,
-        choices: tuple[str, ...] | None = None,
-        allow_empty: bool = False,
-    ) -> str:
-        self.asked.add(key)
-        if key not in self.data:
-            if default is None:
-                raise self.error(key, "missing required string")
-            return default
-        value = self.raw(key)
-        if not isinstance(value, str) or (not allow_empty and not value.strip()):
-            raise self.error(key, f"must be a non-empty string, got {value!r}")
-        if choices is not None and value not in choices:
-            raise self.error(key, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def optional_string(self, key: str) -> str | None:
-        return self.string(key) if key in self.data else None
-
-    def optional_date(self, key: str) -> date | None:
-        self.asked.add(key)
-        if key not in self.data:
-            return None
-        value = self.raw(key)
-        if isinstance(value, date) and not hasattr(value, "hour"):
-            return value
-        if isinstance(value, str):
-            try:
-                return date.fromisoformat(value)
-            except ValueError:
-                pass
-        raise self.error(key, f"must be a date (YYYY-MM-DD), got {value!r}")
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            known = ", ".join(sorted(self.asked)) or "none"
-            raise self.error(unknown[0], f"unknown key (valid keys here: {known})")
-
-
 __all__ = [
     "CONFIG_DIR",
     "DEFAULT_CONFIG",
+    "INDEX_KINDS",
+    "VECTOR_KINDS",
+    "WEIGHTINGS",
     "BM25Config",
     "BaselineConfig",
     "BlendConfig",

@@ -29,6 +29,8 @@ import scipy.sparse as sp
 from engine.blend import Blender
 from engine.metrics import MemberMetrics, RankingSummary, catalog_coverage, member_metrics
 from engine.models import ModelArtifacts
+from engine.ranking import ItemCatalog
+from engine.served import served_rankings
 from training.config import EvaluationConfig
 from training.data import PreparedData
 
@@ -41,6 +43,8 @@ VARIANTS: tuple[str, ...] = ("all", "new")
 METRICS: tuple[str, ...] = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage")
 #: dense score cells per batch when scoring a model over the whole catalogue
 _DENSE_CELLS = 8_000_000
+#: members ranked per call of the served path (bounds the candidate rows it holds)
+_SERVED_BATCH = 2048
 #: largest tie-break added to a baseline's scores (see model_ranker)
 TIE_BREAK = 1e-6
 
@@ -143,6 +147,29 @@ def blend_ranker(blender: Blender) -> Ranker:
             if bool(np.all(known[position] == rows)):
                 return ranked[position]
         return blender.rank(rows, k, exclude_purchased=True).items
+
+    return rank
+
+
+def served_ranker(
+    blender: Blender, catalog: ItemCatalog, member_tiers: IntArray, share: float
+) -> Ranker:
+    """Rank what the service serves (engine.served): the blend's candidates, then tier
+    eligibility (the member's tier at the cutoff; unknown: the lowest, as the service treats a
+    member without a profile), availability, the purchased-items policy ("new" excludes every
+    bought item), the diversity cap and the fallback fill."""
+
+    def rank(rows: IntArray, k: int, exclude_purchased: bool) -> IntArray:
+        out = np.full((rows.size, k), -1, dtype=np.int64)
+        for start in range(0, rows.size, _SERVED_BATCH):
+            part = rows[start : start + _SERVED_BATCH]
+            tiers = np.maximum(member_tiers[part], 0)
+            lists = served_rankings(
+                blender, catalog, part, tiers, k, exclude_purchased=exclude_purchased, share=share
+            )
+            for i, ranked in enumerate(lists):
+                out[start + i, : ranked.items.size] = ranked.items[:k]
+        return out
 
     return rank
 
@@ -386,5 +413,6 @@ __all__ = [
     "evaluate_ranker",
     "model_ranker",
     "new_report",
+    "served_ranker",
     "top_k",
 ]

@@ -33,6 +33,8 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.blend import Blender
+from engine.ranking import ItemCatalog
+from engine.served import catalog_from_attributes
 from feature_store.dataset import Dataset, LoadOptions, load_dataset, read_raw, table_path
 from feature_store.offline import open_snapshot, source_fingerprint
 from feature_store.policy import load_policy
@@ -40,7 +42,14 @@ from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
 from training.comparisons import ablation_rows, evaluate_baselines, inert_weights
 from training.config import TrainConfig
 from training.data import Split
-from training.evaluate import EvalSet, EvaluationReport, blend_ranker, evaluate_ranker, new_report
+from training.evaluate import (
+    EvalSet,
+    EvaluationReport,
+    blend_ranker,
+    evaluate_ranker,
+    new_report,
+    served_ranker,
+)
 from training.fitting import build_blender, fit_config, headline_k, item_attributes
 from training.outputs import (
     MAIN,
@@ -58,6 +67,8 @@ from training.windows import Windows, resolve_windows
 
 Progress = Callable[[str], None]
 _TABLES = (MEMBERS, ITEMS, PURCHASES)
+#: the report row of the served lists (the blend through the business rules, engine.served)
+SERVED = "served"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +171,19 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
             item_index, blender = build_blender(artifacts, data, config)
 
         k = headline_k(config.evaluation.metric)
+        catalogue = item_attributes(dataset.items)
         with clock.step("evaluate_s", f"scoring the test window {_span(windows.test)} once"):
             eval_set = test.eval_set(data, config.evaluation)
             report = new_report(eval_set, config.evaluation.ks, k)
-            report.results.append(
-                evaluate_ranker(MAIN, blend_ranker(blender), eval_set, config.evaluation.ks, k)
+            ks = config.evaluation.ks
+            report.results.append(evaluate_ranker(MAIN, blend_ranker(blender), eval_set, ks, k))
+            served = served_ranker(
+                blender,
+                _catalog(catalogue, data),
+                data.members.tier,
+                config.evaluation.served_share,
             )
+            report.results.append(evaluate_ranker(SERVED, served, eval_set, ks, k))
         with clock.step("baselines_s", "evaluating baselines"):
             report.results.extend(evaluate_baselines(config, test, data, eval_set, clock.progress))
         ablation: list[AblationRow] = []
@@ -198,7 +216,6 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
         )
         facts["snapshot_fingerprint"] = evaluated_snapshot
         with clock.step("precompute_s", "precomputing each member's list for serving"):
-            catalogue = item_attributes(dataset.items)
             lists = _precompute(config, blender, catalogue, shipped.data.n_items)
         with clock.step("bundle_s", "writing the bundle"):
             bundle_dir = write_model_bundle(
@@ -411,6 +428,18 @@ def _split_fingerprint(
     digest.update(f"|{split.cutoff.isoformat()}|{split.test_end.isoformat()}|{seed}|".encode())
     digest.update(np.ascontiguousarray(eval_set.rows).tobytes())
     return f"sha256:{digest.hexdigest()[:32]}"
+
+
+def _catalog(catalogue: dict[str, npt.NDArray[Any]], data: Any) -> ItemCatalog:
+    """The serving catalogue of the evaluated model: the bundle's item attributes, the
+    trending prior as popularity (as the service builds it from a bundle)."""
+    return catalog_from_attributes(
+        data.tiers,
+        category=catalogue["item_category"],
+        min_tier=catalogue["item_min_tier"],
+        active=catalogue["item_active"],
+        popularity=data.trending,
+    )
 
 
 def _precompute(

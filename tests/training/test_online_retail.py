@@ -1,13 +1,16 @@
-"""The real-data target: Online Retail (UCI) imported, trained with
-training/configs/online_retail.toml (cutoff 2011-11-09, test window to 2011-12-09, K=10).
+"""The real-data target: Online Retail (UCI) imported (cutoff 2011-11-09, test window to
+2011-12-09, K=10).
 
-The promoted model (the blend) must reach NDCG@10 >= 0.37 on "all" and >= 0.11 on "new" and
-beat every baseline on both. The whole run (import, features, fit, eight baselines, bundle,
-MLflow) takes well under a minute, so it runs with the fast tests.
+* The old hand-tuned training/configs/online_retail.toml (chosen by looking at this test
+  window, so its figure is optimistic; kept as a regression check of the fixed-config path):
+  NDCG@10 >= 0.37 on "all" and >= 0.11 on "new", beating every baseline. Well under a minute.
+* The automatic mode with no hand-written config (slow: a 2-minute search on the validation
+  window; `make bench` runs it): scored once on the test window it beats every baseline there.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -41,7 +44,7 @@ def test_online_retail_blend_reaches_the_target_and_beats_every_baseline(tmp_pat
     blend = report.result("blend")
     assert blend.value("ndcg", 10, "all") >= 0.37
     assert blend.value("ndcg", 10, "new") >= 0.11
-    baselines = [r for r in report.results if r.name != "blend"]
+    baselines = [r for r in report.results if r.name not in ("blend", "served")]
     assert {r.name for r in baselines} == {
         "popularity",
         "popular_in_tier",
@@ -57,3 +60,31 @@ def test_online_retail_blend_reaches_the_target_and_beats_every_baseline(tmp_pat
         assert blend.value("ndcg", 10, variant) > best.value("ndcg", 10, variant), best.name
     assert result.tracked is not None
     assert result.tracked.promoted is True
+
+
+@pytest.mark.slow
+def test_online_retail_automatic_mode_beats_every_baseline(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    data = tmp_path / "online_retail"
+    import_online_retail(ONLINE_RETAIL, data)
+    config = load_config()
+    config = config.replace(search=replace(config.search, budget_minutes=2.0))
+    config = config.replace(
+        split=replace(config.split, cutoff=date(2011, 11, 9), test_end=date(2011, 12, 9))
+    )
+    result = train(
+        TrainOptions(data=data, config=config, out=tmp_path / "run", auto=True, track=False)
+    )
+    assert result.search is not None
+    assert result.search.best.objective >= max(
+        t.objective for t in result.search.trials if t.name == "own_frequent_then_bestsellers"
+    )
+    report = result.report
+    blend = report.result("blend")
+    assert blend.value("ndcg", 10, "all") >= 0.35
+    assert blend.value("ndcg", 10, "new") >= 0.11
+    baselines = [r for r in report.results if r.name not in ("blend", "served")]
+    for variant in ("all", "new"):
+        best = max(baselines, key=lambda r: r.value("ndcg", 10, variant))
+        assert blend.value("ndcg", 10, variant) > best.value("ndcg", 10, variant), best.name

@@ -87,7 +87,7 @@ def first_run(
 
 def test_report_holds_the_blend_and_the_baselines(first_run: TrainResult) -> None:
     report = first_run.report
-    assert [r.name for r in report.results] == ["blend", "popularity", "buy_again"]
+    assert [r.name for r in report.results] == ["blend", "served", "popularity", "buy_again"]
     assert report.members["all"] > 100
     assert 0 < report.members["new"] <= report.members["all"]
     blend, popularity = report.result("blend"), report.result("popularity")
