@@ -19,7 +19,7 @@ from rich.table import Table
 from cli.errors import fail, handles_errors
 
 if TYPE_CHECKING:
-    from training.audience_eval import AudienceEvalReport
+    from training.audience_report import AudienceEvalReport
 
 _out = Console()
 
@@ -126,7 +126,7 @@ def _fmt(value: float, digits: int = 4) -> str:
 
 def print_report(report: AudienceEvalReport, console: Console) -> None:
     """The comparison table: mean precision@N / recall per method, lifts and wins per kind."""
-    from training.audience_eval import BASELINES
+    from training.audience_report import BASELINES
 
     console.print(
         f"split: train before {report.split.cutoff_date}, test {report.split.cutoff_date} .. "

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 #: The promotion gate refused the version; the alias did not move.
 EXIT_NOT_PROMOTED = 3
-#: Metrics shown by `models list` (MLflow keys, see training.tracking.metric_key).
+#: Metrics shown by `models list` (MLflow keys, see training.tracking_store.metric_key).
 LIST_METRICS = ("ndcg_at_10_all", "ndcg_at_10_new", "recall_at_10_all", "coverage_at_10_all")
 
 app = typer.Typer(

@@ -27,7 +27,7 @@ from cli.errors import fail, handles_errors
 from cli.models import print_table
 
 if TYPE_CHECKING:
-    from training.tuning import TrialResult, TuneResult
+    from training.tune_report import TrialResult, TuneResult
 
 _out = Console(soft_wrap=True)
 _err = Console(stderr=True)
@@ -57,7 +57,7 @@ def tune_cmd(
         Path | None,
         typer.Option(
             help="Search space TOML: one table per config key with type, low, high, step, log "
-            "or choices; see training/tuning.py (default: the model's main hyperparameters "
+            "or choices; see training/tune_space.py (default: the model's main hyperparameters "
             "and the weights)."
         ),
     ] = None,
@@ -145,7 +145,7 @@ def tune_cmd(
 
 
 def _print_result(result: TuneResult) -> None:
-    from training.tuning import headline_metrics
+    from training.tune_report import headline_metrics
 
     keys = [param.key for param in result.space]
     metrics = headline_metrics(result)

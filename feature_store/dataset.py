@@ -10,22 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import polars as pl
 
 from feature_store.errors import DataError
 from feature_store.schema import (
     DEFAULT_TIERS,
+    ITEMS,
+    MEMBERS,
+    PURCHASES,
     TABLES,
     TAG_SEPARATOR,
     Kind,
     TableSpec,
     conform,
 )
-
-if TYPE_CHECKING:
-    from feature_store.validation import LoadResult
+from feature_store.validation import validate_tables
+from feature_store.validation_report import ValidationReport
 
 Format = Literal["parquet", "csv"]
 _SUFFIXES: tuple[str, ...] = (".parquet", ".csv", ".csv.gz")
@@ -122,6 +124,14 @@ class LoadOptions:
     tiers: tuple[str, ...] = DEFAULT_TIERS
 
 
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    """The valid rows of a dataset folder and the report of every rejected row."""
+
+    dataset: Dataset
+    report: ValidationReport
+
+
 def load_dataset(
     folder: Path, options: LoadOptions | None = None, rejects_dir: Path | None = None
 ) -> LoadResult:
@@ -130,9 +140,21 @@ def load_dataset(
     Rejected rows (with file, line, column and reason) go to ``rejects_dir/<table>.csv`` when a
     folder is given. Raises DataError when a table is missing or lacks a required column.
     """
-    from feature_store.validation import validate_folder
-
-    return validate_folder(Path(folder), options, rejects_dir)
+    options = options or LoadOptions()
+    now = options.now or datetime.now()
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: dataset folder not found")
+    specs = (MEMBERS, ITEMS, PURCHASES)
+    files = {spec.name: table_path(folder, spec) for spec in specs}
+    raws = {spec.name: read_raw(files[spec.name], spec) for spec in specs}
+    frames, report = validate_tables(
+        folder, files, raws, tiers=options.tiers, now=now, rejects_dir=rejects_dir
+    )
+    dataset = Dataset(
+        members=frames[MEMBERS.name], items=frames[ITEMS.name], purchases=frames[PURCHASES.name]
+    )
+    return LoadResult(dataset, report)
 
 
 __all__ = [

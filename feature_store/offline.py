@@ -3,7 +3,8 @@
 :func:`build_features` computes every member and item feature as of a date from a validated
 :class:`~feature_store.dataset.Dataset`, using only purchases strictly before ``as_of`` 00:00.
 :func:`build_snapshot` loads a dataset folder, builds the features and writes the snapshot
-folder described in docs/feature_snapshot.md; :func:`open_snapshot` reads one back.
+folder described in docs/feature_snapshot.md (written and read back by feature_store.snapshot,
+whose names this module re-exports: :func:`open_snapshot`, :class:`Snapshot`, ...).
 
 Member and item ids are replaced by dense integer codes while computing (joins and group-bys on
 integers are several times faster than on strings at 20M purchases) and restored on output.
@@ -11,13 +12,9 @@ integers are several times faster than on strings at 20M purchases) and restored
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +24,19 @@ from feature_store.dataset import Dataset, LoadOptions, load_dataset, table_path
 from feature_store.errors import DataError
 from feature_store.policy import FeaturePolicy, load_policy
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES, Col
+from feature_store.snapshot import (
+    FILES,
+    FORMAT_VERSION,
+    MANIFEST,
+    FeatureTables,
+    Snapshot,
+    TierAgreement,
+    check_target,
+    open_snapshot,
+    snapshot_manifest,
+    source_fingerprint,
+    write_snapshot,
+)
 from feature_store.transforms import Feat, collect, orders_from_purchases
 from feature_store.transforms.items import item_features
 from feature_store.transforms.lifecycle import lifecycle
@@ -42,18 +52,6 @@ from feature_store.transforms.tiers import tier_history
 
 Progress = Callable[[str], None]
 
-FORMAT_VERSION: Final[int] = 1
-MANIFEST: Final[str] = "manifest.json"
-MEMBERS_FILE: Final[str] = "members.parquet"
-ITEMS_FILE: Final[str] = "items.parquet"
-TIER_HISTORY_FILE: Final[str] = "tier_history.parquet"
-RECENT_PURCHASES_FILE: Final[str] = "recent_purchases.parquet"
-FILES: Final[dict[str, str]] = {
-    "members": MEMBERS_FILE,
-    "items": ITEMS_FILE,
-    "tier_history": TIER_HISTORY_FILE,
-    "recent_purchases": RECENT_PURCHASES_FILE,
-}
 #: Purchase rows kept per member in recent_purchases.parquet.
 RECENT_PURCHASES_PER_MEMBER: Final[int] = 50
 
@@ -105,62 +103,6 @@ _POSITION = "__position"
 _MEMBER_HASH = "__member_hash"
 _ORDER_SEED = 0x5EED
 _ID_SEEDS = (0x5EED, 0xC0FFEE, 0xFACADE, 0xBADC0DE)
-
-
-@dataclass(frozen=True, slots=True)
-class TierAgreement:
-    """How often the imported CRM tier equals the tier the policy computes."""
-
-    crm_members: int
-    agreeing: int
-
-    @property
-    def rate(self) -> float | None:
-        return self.agreeing / self.crm_members if self.crm_members else None
-
-
-@dataclass(frozen=True, slots=True)
-class FeatureTables:
-    """Everything a snapshot holds, in memory."""
-
-    as_of: date
-    members: pl.DataFrame
-    items: pl.DataFrame
-    tier_history: pl.DataFrame
-    recent_purchases: pl.DataFrame
-    rfm_score_bounds: dict[str, list[float | None]]
-    tier_agreement: TierAgreement
-    #: purchase rows before as_of of members who joined before as_of
-    purchases_used: int
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """A snapshot folder on disk and its manifest."""
-
-    path: Path
-    manifest: dict[str, object]
-
-    @property
-    def as_of(self) -> date:
-        return date.fromisoformat(str(self.manifest["as_of"]))
-
-    @property
-    def tiers(self) -> tuple[str, ...]:
-        tiers = self.manifest["tiers"]
-        return tuple(str(t) for t in tiers) if isinstance(tiers, list) else ()
-
-    def file(self, name: str) -> Path:
-        """Path of a logical table: members, items, tier_history, recent_purchases."""
-        if name not in FILES:
-            raise KeyError(f"no snapshot table {name!r}; tables: {', '.join(FILES)}")
-        return self.path / FILES[name]
-
-    def scan(self, name: str) -> pl.LazyFrame:
-        return pl.scan_parquet(self.file(name))
-
-    def read(self, name: str) -> pl.DataFrame:
-        return pl.read_parquet(self.file(name))
 
 
 def cutoff(as_of: date) -> datetime:
@@ -423,19 +365,8 @@ def _recent_purchases(data: _Encoded, original: pl.DataFrame) -> pl.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
-# Writing and reading snapshots
+# Building a snapshot folder
 # --------------------------------------------------------------------------------------------
-
-
-def source_fingerprint(files: list[Path]) -> str:
-    """SHA-256 over the files' names and bytes, in the given order."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(b"\0")
-        with path.open("rb") as fh:
-            digest.update(hashlib.file_digest(fh, "sha256").digest())
-    return f"sha256:{digest.hexdigest()}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,109 +391,32 @@ def build_snapshot(
     """Load ``data_dir``, build the features as of ``as_of`` and write the snapshot to ``out``."""
     step = progress or (lambda _: None)
     policy = load_policy(policy_path)
-    _check_target(out)
+    check_target(out)
     step("loading dataset")
     loaded = load_dataset(data_dir, LoadOptions(tiers=policy.tiers.names), rejects_dir)
     specs = (MEMBERS, ITEMS, PURCHASES)
     files = [table_path(data_dir, spec) for spec in specs]
     tables = build_features(loaded.dataset, policy, as_of, step)
     step("writing snapshot")
-    row_counts = {
-        "members": tables.members.height,
-        "items": tables.items.height,
-        "tier_history": tables.tier_history.height,
-        "recent_purchases": tables.recent_purchases.height,
+    source: dict[str, object] = {
+        "data_dir": str(data_dir.resolve()),
+        "files": {spec.name: f.name for spec, f in zip(specs, files, strict=True)},
     }
-    manifest: dict[str, object] = {
-        "format_version": FORMAT_VERSION,
-        "as_of": as_of.isoformat(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source_fingerprint": source_fingerprint(files),
-        "source": {
-            "data_dir": str(data_dir.resolve()),
-            "files": {spec.name: f.name for spec, f in zip(specs, files, strict=True)},
-        },
-        "policy_sha256": policy.sha256,
-        "policy_path": str(policy.source.resolve()),
-        "tiers": list(policy.tiers.names),
-        "row_counts": row_counts,
-        "rejected_rows": loaded.report.rejected_count,
-        "purchases_used": tables.purchases_used,
-        "tier_agreement": {
-            "crm_members": tables.tier_agreement.crm_members,
-            "agreeing": tables.tier_agreement.agreeing,
-            "rate": tables.tier_agreement.rate,
-        },
-        "rfm_score_bounds": tables.rfm_score_bounds,
-        "files": dict(FILES),
-    }
+    manifest = snapshot_manifest(
+        tables,
+        policy,
+        fingerprint=source_fingerprint(files),
+        source=source,
+        rejected_rows=loaded.report.rejected_count,
+    )
     write_snapshot(tables, manifest, out)
     return BuildResult(
         snapshot=Snapshot(path=out, manifest=manifest),
-        row_counts=row_counts,
+        row_counts=tables.row_counts,
         rejected_rows=loaded.report.rejected_count,
         purchases_used=tables.purchases_used,
         tier_agreement=tables.tier_agreement,
     )
-
-
-def _check_target(out: Path) -> None:
-    if out.exists() and (
-        not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).is_file())
-    ):
-        raise DataError(
-            f"{out}: exists and is not a feature snapshot; choose an empty or new folder for --out"
-        )
-
-
-def write_snapshot(tables: FeatureTables, manifest: dict[str, object], out: Path) -> None:
-    """Write the four tables and the manifest to a temporary sibling, then move it to ``out``
-    (replacing a previous snapshot there)."""
-    _check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    frames = {
-        "members": tables.members,
-        "items": tables.items,
-        "tier_history": tables.tier_history,
-        "recent_purchases": tables.recent_purchases,
-    }
-    for name, frame in frames.items():
-        frame.write_parquet(
-            tmp / FILES[name], compression="zstd", compression_level=1, statistics=True
-        )
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def open_snapshot(path: Path) -> Snapshot:
-    """Read a snapshot's manifest and check that its files are there (DataError if not)."""
-    manifest_path = path / MANIFEST
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: not a feature snapshot (no {MANIFEST}); build one with `recsys features build`"
-        ) from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{manifest_path}: cannot be read: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise DataError(f"{manifest_path}: must hold a JSON object")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise DataError(
-            f"{manifest_path}: format_version {version!r} is not supported (expected {FORMAT_VERSION}); rebuild the snapshot"
-        )
-    missing = [f for f in FILES.values() if not (path / f).is_file()]
-    if missing:
-        raise DataError(f"{path}: snapshot is incomplete, missing {', '.join(missing)}; rebuild it")
-    return Snapshot(path=path, manifest=manifest)
 
 
 __all__ = [
@@ -579,6 +433,7 @@ __all__ = [
     "build_snapshot",
     "cutoff",
     "open_snapshot",
+    "snapshot_manifest",
     "source_fingerprint",
     "write_snapshot",
 ]

@@ -22,15 +22,14 @@ Rules (one reason string each; the value that failed is reported beside it):
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
-from feature_store.dataset import Dataset, LoadOptions, read_raw, table_path
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES, TAG_SEPARATOR, Col, Kind, TableSpec
+from feature_store.validation_report import TableReport, ValidationReport
 
 _ROW = "__row"  # 0-based position of the row in its file
 _REASONS = "__reasons"  # list of "column: reason (value)" strings per row
@@ -45,88 +44,6 @@ _DATETIME_FORMATS = (
 _DATETIME_TZ_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
 _TRUE = ("true", "t", "1", "yes", "y")
 _FALSE = ("false", "f", "0", "no", "n")
-
-
-@dataclass(frozen=True, slots=True)
-class TableReport:
-    table: str
-    file: Path
-    rows_read: int
-    rows_valid: int
-    #: one row per problem: line, column, reason, value
-    problems: pl.DataFrame
-    ignored_columns: tuple[str, ...]
-    rejects_file: Path | None
-
-    @property
-    def rows_rejected(self) -> int:
-        return self.rows_read - self.rows_valid
-
-    def location(self, row: int) -> str:
-        """Human location of a 0-based row: CSV line number or Parquet row number."""
-        return f"row {row + 1}" if self.file.name.endswith(".parquet") else f"line {row + 2}"
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationReport:
-    folder: Path
-    tables: dict[str, TableReport] = field(default_factory=dict)
-    rejects_dir: Path | None = None
-
-    @property
-    def rejected_count(self) -> int:
-        return sum(t.rows_rejected for t in self.tables.values())
-
-    def counts_by_reason(self) -> dict[str, int]:
-        """``"table.column: reason" -> number of problems``, most frequent first."""
-        counts: Counter[str] = Counter()
-        for t in self.tables.values():
-            if t.problems.height:
-                grouped = t.problems.group_by("column", "reason").len()
-                for column, reason, n in grouped.iter_rows():
-                    counts[f"{t.table}.{column}: {reason}"] += n
-        return dict(counts.most_common())
-
-    def problems(self, limit: int | None = None) -> list[str]:
-        """Problems as one-line messages naming file, line/row, column, reason and value."""
-        lines: list[str] = []
-        for t in self.tables.values():
-            frame = t.problems if limit is None else t.problems.head(limit)
-            for row, column, reason, value in frame.iter_rows():
-                if value is None:
-                    shown = ""
-                elif reason.startswith("duplicate"):
-                    shown = f" ({value})"
-                else:
-                    shown = f" (got {value!r})"
-                lines.append(f"{t.file.name} {t.location(row)}, column {column}: {reason}{shown}")
-        return lines if limit is None else lines[:limit]
-
-    def summary(self, examples: int = 5) -> str:
-        out = [f"dataset {self.folder}"]
-        for t in self.tables.values():
-            out.append(
-                f"  {t.table:<10} {t.rows_read:>12,} rows read  {t.rows_valid:>12,} valid  "
-                f"{t.rows_rejected:>10,} rejected   ({t.file.name})"
-            )
-            if t.ignored_columns:
-                out.append(f"    ignored unknown column(s): {', '.join(t.ignored_columns)}")
-        if self.rejected_count:
-            out.append("rejected rows by reason:")
-            out.extend(f"  {n:>10,}  {key}" for key, n in self.counts_by_reason().items())
-            out.append("first problems:")
-            out.extend(f"  {line}" for line in self.problems(limit=examples))
-            if self.rejects_dir is not None:
-                out.append(f"rejected rows with their reasons: {self.rejects_dir}/<table>.csv")
-        else:
-            out.append("no problems found")
-        return "\n".join(out)
-
-
-@dataclass(frozen=True, slots=True)
-class LoadResult:
-    dataset: Dataset
-    report: ValidationReport
 
 
 # --------------------------------------------------------------------------- typing of cells
@@ -334,8 +251,7 @@ def _type_table(raw: pl.DataFrame, spec: TableSpec) -> _Checked:
 # --------------------------------------------------------------------------- per-table rules
 
 
-def _range_checks(spec: TableSpec, options: LoadOptions, now: datetime) -> list[_Check]:
-    tiers = list(options.tiers)
+def _range_checks(spec: TableSpec, tiers: list[str], now: datetime) -> list[_Check]:
     future_ts = pl.lit(now, dtype=pl.Datetime("us"))
     if spec is MEMBERS:
         return [
@@ -467,20 +383,21 @@ def _finish(
     return clean, report
 
 
-def validate_folder(
-    folder: Path, options: LoadOptions | None = None, rejects_dir: Path | None = None
-) -> LoadResult:
-    """Read and validate the dataset in ``folder``; return valid rows and the report."""
-    options = options or LoadOptions()
-    now = options.now or datetime.now()
-    folder = Path(folder)
-    if not folder.is_dir():
-        from feature_store.errors import DataError
+def validate_tables(
+    folder: Path,
+    files: dict[str, Path],
+    raws: dict[str, pl.DataFrame],
+    *,
+    tiers: tuple[str, ...],
+    now: datetime,
+    rejects_dir: Path | None = None,
+) -> tuple[dict[str, pl.DataFrame], ValidationReport]:
+    """Validate the raw tables (as read from ``files``, keyed by table name): the valid rows
+    of each table as typed frames, and the report of every rejected row.
 
-        raise DataError(f"{folder}: dataset folder not found")
-    files = {spec.name: table_path(folder, spec) for spec in (MEMBERS, ITEMS, PURCHASES)}
-    raws = {spec.name: read_raw(files[spec.name], spec) for spec in (MEMBERS, ITEMS, PURCHASES)}
-
+    ``tiers`` are the allowed tier names, ``now`` the instant after which timestamps are "in
+    the future". Rejected rows go to ``rejects_dir/<table>.csv`` when a folder is given.
+    """
     frames: dict[str, pl.DataFrame] = {}
     reports: dict[str, TableReport] = {}
     typed_ids: dict[str, pl.Series] = {}
@@ -488,14 +405,14 @@ def validate_folder(
         checked = _type_table(raws[spec.name], spec)
         key = spec.key or spec.column_names[0]
         typed_ids[spec.name] = checked.frame.get_column(key)
-        checked.add(_range_checks(spec, options, now))
+        checked.add(_range_checks(spec, list(tiers), now))
         checked.add_duplicates([key], f"duplicate {key}")
         frames[spec.name], reports[spec.name] = _finish(
             spec, files[spec.name], raws[spec.name], checked, rejects_dir
         )
 
     checked = _type_table(raws[PURCHASES.name], PURCHASES)
-    checked.add(_range_checks(PURCHASES, options, now))
+    checked.add(_range_checks(PURCHASES, list(tiers), now))
     for column, spec in ((Col.MEMBER_ID, MEMBERS), (Col.ITEM_ID, ITEMS)):
         valid_ids = frames[spec.name].get_column(column)
         checked.add_reference(column, spec.name, valid_ids, typed_ids[spec.name])
@@ -503,8 +420,4 @@ def validate_folder(
     frames[PURCHASES.name], reports[PURCHASES.name] = _finish(
         PURCHASES, files[PURCHASES.name], raws[PURCHASES.name], checked, rejects_dir
     )
-
-    dataset = Dataset(
-        members=frames[MEMBERS.name], items=frames[ITEMS.name], purchases=frames[PURCHASES.name]
-    )
-    return LoadResult(dataset, ValidationReport(folder, reports, rejects_dir))
+    return frames, ValidationReport(folder, reports, rejects_dir)

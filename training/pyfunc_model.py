@@ -1,6 +1,6 @@
 """The MLflow pyfunc flavour of a model bundle: predict on member ids returns recommendations.
 
-:meth:`training.tracking.TrackedRun.log_bundle` packages a bundle folder as an MLflow "model
+:meth:`training.run_logging.TrackedRun.log_bundle` packages a bundle folder as an MLflow "model
 from code": the model's code is :data:`LOADER_SOURCE` (it builds :class:`MemberRecsModel`), the
 bundle is the model artifact ``bundle``. Nothing is pickled; loading needs this package
 installed. Recommendations go through :class:`engine.blend.BundleRecommender`, the code path
@@ -27,7 +27,7 @@ from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
 from engine.blend import BundleRecommender
-from training.tracking import BUNDLE_ARTIFACT
+from training.tracking_store import BUNDLE_ARTIFACT
 
 MEMBER_ID = "member_id"
 OUTPUT_COLUMNS = ("member_id", "rank", "item_id", "score", "source")

@@ -40,7 +40,7 @@ from training.search_space import (
     starting_points,
 )
 from training.stage import Stage
-from training.tuning import Scalar
+from training.tune_space import Scalar
 
 #: ``(trial, its config) -> MLflow run id or None``, called after each trial
 TrialLogger = Callable[["SearchTrial", TrainConfig], str | None]

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from training.tuning import Scalar, with_values
+from training.tune_space import Scalar, with_values
 
 #: name -> values of the fixed baseline candidates (applied like any trial's values)
 BASELINE_TRIALS: Final[dict[str, dict[str, Scalar]]] = {

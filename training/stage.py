@@ -12,22 +12,15 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from feature_store.dataset import Dataset
 from feature_store.errors import DataError
-from feature_store.offline import FILES as SNAPSHOT_FILES
-from feature_store.offline import FORMAT_VERSION as SNAPSHOT_FORMAT
-from feature_store.offline import (
-    FeatureTables,
-    build_features,
-    open_snapshot,
-    source_fingerprint,
-    write_snapshot,
-)
+from feature_store.offline import FeatureTables, build_features, source_fingerprint
 from feature_store.policy import FeaturePolicy
+from feature_store.snapshot import open_snapshot, snapshot_manifest, write_snapshot
 from training.config import EvaluationConfig, TrainConfig
 from training.data import PreparedData, SnapshotFrames, Split, prepare
 from training.evaluate import EvalSet, build_eval_set
@@ -139,31 +132,13 @@ def write_cutoff_snapshot(
     (docs/feature_snapshot.md) at ``out``: what training and the offline audience evaluation
     learn from and what the bundle's serving rules point to."""
     tables: FeatureTables = build_features(dataset, policy, as_of)
-    manifest: dict[str, object] = {
-        "format_version": SNAPSHOT_FORMAT,
-        "as_of": as_of.isoformat(),
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source_fingerprint": data_fingerprint,
-        "source": {"data_dir": str(data_dir.resolve())},
-        "policy_sha256": policy.sha256,
-        "policy_path": str(policy.source.resolve()),
-        "tiers": list(policy.tiers.names),
-        "row_counts": {
-            "members": tables.members.height,
-            "items": tables.items.height,
-            "tier_history": tables.tier_history.height,
-            "recent_purchases": tables.recent_purchases.height,
-        },
-        "rejected_rows": rejected_rows,
-        "purchases_used": tables.purchases_used,
-        "tier_agreement": {
-            "crm_members": tables.tier_agreement.crm_members,
-            "agreeing": tables.tier_agreement.agreeing,
-            "rate": tables.tier_agreement.rate,
-        },
-        "rfm_score_bounds": tables.rfm_score_bounds,
-        "files": dict(SNAPSHOT_FILES),
-    }
+    manifest = snapshot_manifest(
+        tables,
+        policy,
+        fingerprint=data_fingerprint,
+        source={"data_dir": str(data_dir.resolve())},
+        rejected_rows=rejected_rows,
+    )
     write_snapshot(tables, manifest, out)
     return tables
 

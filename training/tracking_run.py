@@ -19,8 +19,9 @@ from training.outputs import MAIN, AblationRow, Tracked, popularity
 
 if TYPE_CHECKING:
     from training.pipeline import TrainOptions
+    from training.run_logging import TrackedRun
     from training.search import SearchResult, SearchTrial
-    from training.tracking import TrackedRun, Tracker
+    from training.tracking import Tracker
 
 #: param holding a search's Optuna parameters (what a later search warm-starts from)
 SEARCH_PARAMS = "search.optuna_params"

@@ -2,27 +2,11 @@
 
     recsys tune --data DIR --config FILE [--space SPACE.toml] --trials 20
 
-A *search space* names config keys (dotted, as in the training TOML) and how to sample them::
-
-    [params."model.params.factors"]
-    type = "int"            # int | float | categorical
-    low = 32
-    high = 128
-    step = 32
-
-    [params."blend.buy_again"]
-    type = "float"
-    low = 0.0
-    high = 2.0
-    log = false             # sample on a log scale (low > 0)
-
-    [params."weights.quantity"]
-    type = "categorical"
-    choices = ["none", "log1p"]
-
-Without a space file :func:`default_space` searches the model's main hyperparameters and the
-interaction and blend weights. The split, the evaluation, the features and tracking cannot be
-searched: every trial is evaluated on the same split, so trials (and the result) compare.
+A *search space* (a TOML file of ``[params."<config key>"]`` tables, or
+:func:`~training.tune_space.default_space`'s model hyperparameters and interaction and blend
+weights) names the config keys to sample; training.tune_space describes its format. The split,
+the evaluation, the features and tracking cannot be searched: every trial is evaluated on the
+same split, so trials (and the result) compare.
 
 Each trial writes the sampled values into the config TOML, checks it with the config parser
 (a bad value fails naming the key), fits it on purchases before the **validation window** (the
@@ -34,63 +18,37 @@ also written to the output folder) and a plot of the objective per trial. ``regi
 then trains the best config through the ordinary pipeline (scored once on the test window,
 refit on all data), registers it and applies the promotion gate. ``recsys train`` without
 ``--config`` runs the broader automatic search (training/search.py).
+
+The trial table and plot are written by training.tune_report; this module runs the study.
 """
 
 from __future__ import annotations
 
-import copy
-import csv
-import io
-import math
 import time
-import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
-
-import tomli_w
+from typing import Any
 
 from training.config import ConfigError, TrainConfig, load_config, parse_config
-
-#: Config sections a search may not touch (they define what trials are compared on).
-FROZEN_SECTIONS: Final[tuple[str, ...]] = ("split", "evaluation", "features", "tracking", "name")
-KINDS: Final[tuple[str, ...]] = ("int", "float", "categorical")
-
-Scalar = int | float | str | bool
-
-
-@dataclass(frozen=True, slots=True)
-class SearchParam:
-    """How one dotted config key is sampled."""
-
-    key: str
-    kind: str
-    low: float = 0.0
-    high: float = 0.0
-    step: float | None = None
-    log: bool = False
-    choices: tuple[Scalar, ...] = ()
-
-    def describe(self) -> str:
-        if self.kind == "categorical":
-            return f"one of {list(self.choices)}"
-        scale = ", log" if self.log else ""
-        step = f", step {self.step:g}" if self.step is not None else ""
-        return f"{self.kind} in [{self.low:g}, {self.high:g}]{step}{scale}"
-
-
-@dataclass(frozen=True, slots=True)
-class TrialResult:
-    """One finished trial."""
-
-    number: int
-    values: Mapping[str, Scalar]
-    metrics: Mapping[str, float]
-    objective: float
-    seconds: float
-    run_id: str | None = None
+from training.tune_report import (
+    TrialResult,
+    TuneResult,
+    history_figure,
+    trials_csv,
+    trials_markdown,
+)
+from training.tune_space import (
+    Scalar,
+    SearchParam,
+    best_config_text,
+    default_space,
+    load_space,
+    read_raw,
+    trial_config,
+    with_values,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,208 +83,6 @@ class TuneOptions:
     register: bool = False
 
 
-@dataclass(slots=True)
-class TuneResult:
-    """The trials (in order), the best one and where its config and bundle are."""
-
-    metric: str
-    space: tuple[SearchParam, ...]
-    trials: list[TrialResult] = field(default_factory=list)
-    best_config: Path | None = None
-    best_bundle: Path | None = None
-    study_run_id: str | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-    registered_version: int | None = None
-    promoted: bool | None = None
-    promotion_reason: str | None = None
-
-    @property
-    def best(self) -> TrialResult:
-        if not self.trials:
-            raise ConfigError("no trial finished; raise --trials or --timeout")
-        return max(self.trials, key=lambda t: (t.objective, -t.number))
-
-
-# -- search spaces ---------------------------------------------------------------------------
-
-
-def _int(key: str, low: int, high: int, step: int = 1) -> SearchParam:
-    return SearchParam(key, "int", low, high, step)
-
-
-def _float(key: str, low: float, high: float, *, log: bool = False) -> SearchParam:
-    return SearchParam(key, "float", low, high, None, log)
-
-
-_COMMON: Final[tuple[SearchParam, ...]] = (
-    _float("weights.half_life_days", 7.0, 365.0, log=True),
-    _float("weights.tags.boost", 1.0, 3.0),
-    _float("blend.buy_again", 0.0, 2.0),
-    _float("blend.trending", 0.0, 1.0),
-)
-_MODEL_SPACES: Final[dict[str, tuple[SearchParam, ...]]] = {
-    "als": (
-        _int("model.params.factors", 32, 128, 32),
-        _float("model.params.regularization", 1e-3, 1.0, log=True),
-        _float("model.params.alpha", 0.1, 50.0, log=True),
-        _int("model.params.iterations", 8, 25),
-    ),
-    "bpr": (
-        _int("model.params.factors", 32, 128, 32),
-        _float("model.params.learning_rate", 1e-3, 0.1, log=True),
-        _float("model.params.regularization", 1e-4, 0.1, log=True),
-        _int("model.params.iterations", 50, 300, 50),
-    ),
-    "lightfm": (
-        _int("model.params.components", 16, 64, 16),
-        _float("model.params.learning_rate", 0.01, 0.1, log=True),
-        _int("model.params.epochs", 5, 30, 5),
-        _float("model.params.item_alpha", 1e-8, 1e-4, log=True),
-        _float("model.params.user_alpha", 1e-8, 1e-4, log=True),
-    ),
-}
-
-
-def default_space(model_kind: str) -> tuple[SearchParam, ...]:
-    """The model's main hyperparameters plus recency, tag and blend weights."""
-    if model_kind not in _MODEL_SPACES:
-        raise ConfigError(
-            f"no default search space for model kind {model_kind!r}; give one with --space "
-            f"(known: {', '.join(sorted(_MODEL_SPACES))})"
-        )
-    return _MODEL_SPACES[model_kind] + _COMMON
-
-
-def load_space(path: Path) -> tuple[SearchParam, ...]:
-    """Read a search space TOML (see the module docstring); errors name file and key."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the search space: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - {"params"})
-    if unknown:
-        raise ConfigError(f'{path}: unknown key(s) {", ".join(unknown)}; expected [params."..."]')
-    params = data.get("params")
-    if not isinstance(params, dict) or not params:
-        raise ConfigError(f'{path}: no [params."<config key>"] tables: nothing to search')
-    return tuple(_search_param(path, key, spec) for key, spec in params.items())
-
-
-def _search_param(path: Path, key: str, spec: object) -> SearchParam:
-    where = f"{path}: params.{key!r}"
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table with type = int | float | categorical")
-    _check_key(key, where)
-    allowed = {"type", "low", "high", "step", "log", "choices"}
-    unknown = sorted(set(spec) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    kind = spec.get("type")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: type is {kind!r}; use one of {', '.join(KINDS)}")
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise ConfigError(f"{where}: categorical needs a non-empty list 'choices'")
-        if not all(isinstance(c, int | float | str | bool) for c in choices):
-            raise ConfigError(f"{where}: choices must be numbers, strings or booleans")
-        return SearchParam(key, kind, choices=tuple(choices))
-    low = _number(spec, "low", where)
-    high = _number(spec, "high", where)
-    if low is None or high is None:
-        raise ConfigError(f"{where}: {kind} needs numbers low and high")
-    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-        raise ConfigError(f"{where}: needs finite low <= high, got [{low}, {high}]")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(f"{where}: log must be true or false")
-    if log and low <= 0:
-        raise ConfigError(f"{where}: a log scale needs low > 0, got {low}")
-    step = _number(spec, "step", where)
-    if kind == "int":
-        if not all(isinstance(spec.get(name, 1), int) for name in ("low", "high", "step")):
-            raise ConfigError(f"{where}: an int parameter needs integer low, high and step")
-        if step is not None and step < 1:
-            raise ConfigError(f"{where}: step must be >= 1")
-    elif step is not None and step <= 0:
-        raise ConfigError(f"{where}: step must be > 0")
-    if log and step is not None and step != 1:
-        raise ConfigError(f"{where}: a log scale cannot have a step")
-    return SearchParam(key, kind, low, high, step, log)
-
-
-def _number(spec: Mapping[str, object], name: str, where: str) -> float | None:
-    value = spec.get(name)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-    return float(value)
-
-
-def _check_key(key: str, where: str) -> None:
-    parts = key.split(".")
-    if not all(parts):
-        raise ConfigError(f"{where}: {key!r} is not a dotted config key like model.params.factors")
-    if parts[0] in FROZEN_SECTIONS:
-        raise ConfigError(
-            f"{where}: {parts[0]}.* cannot be searched: every trial must be evaluated on the "
-            "same split and metric"
-        )
-
-
-# -- applying values to a config -------------------------------------------------------------
-
-
-def with_values(raw: Mapping[str, Any], values: Mapping[str, Scalar]) -> dict[str, Any]:
-    """A deep copy of the parsed TOML ``raw`` with each dotted key set to its value."""
-    out = copy.deepcopy(dict(raw))
-    for key, value in values.items():
-        *parents, leaf = key.split(".")
-        table = out
-        for i, part in enumerate(parents):
-            child = table.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(
-                    f"search key {key!r}: {'.'.join(parents[: i + 1])} is a value, not a table"
-                )
-            table = child
-        table[leaf] = value
-    return out
-
-
-def _read_raw(path: Path) -> dict[str, Any]:
-    load_config(path)  # the starting point must be valid itself (errors name the key)
-    return tomllib.loads(path.read_text(encoding="utf-8"))
-
-
-def trial_config(raw: Mapping[str, Any], values: Mapping[str, Scalar], path: Path) -> TrainConfig:
-    """The config of a trial: sampled values in, baselines out, no tracking or promotion."""
-    trial = with_values(raw, values)
-    trial.pop("baselines", None)
-    trial["tracking"] = {**dict(trial.get("tracking", {})), "register": False, "promote": False}
-    return parse_config(trial, path)
-
-
-def best_config_text(raw: Mapping[str, Any], values: Mapping[str, Scalar], path: Path) -> str:
-    """The starting config with the best values, as TOML (relative paths made absolute)."""
-    best = with_values(raw, values)
-    features = best.get("features")
-    if isinstance(features, dict) and isinstance(features.get("policy"), str):
-        policy = Path(features["policy"])
-        if not policy.is_absolute():
-            features["policy"] = str((path.parent / policy).resolve())
-    header = (
-        f"# Written by `recsys tune` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC from {path}.\n"
-        "# Searched values: "
-        + ", ".join(f"{key} = {value!r}" for key, value in values.items())
-        + "\n"
-    )
-    return header + tomli_w.dumps(best)
-
-
 # -- the study -------------------------------------------------------------------------------
 
 TrialCallback = Callable[[TrialResult, TrialResult], None]
@@ -354,7 +110,7 @@ def tune(
 
     if options.trials < 1:
         raise ConfigError(f"--trials must be at least 1, got {options.trials}")
-    raw = _read_raw(options.config)
+    raw = read_raw(options.config)
     base = parse_config(raw, options.config)
     space = load_space(options.space) if options.space else default_space(base.model.kind)
     metric = options.metric or base.evaluation.metric
@@ -536,73 +292,12 @@ def _write_outputs(result: TuneResult, raw: Mapping[str, Any], options: TuneOpti
     (options.out / "trials.csv").write_text(trials_csv(result), encoding="utf-8")
 
 
-# -- reports ---------------------------------------------------------------------------------
-
-
-def headline_metrics(result: TuneResult) -> list[str]:
-    """The objective first, then the "new" counterpart of an "all" metric (and vice versa)."""
-    names = [result.metric]
-    if result.metric.endswith("/all"):
-        names.append(result.metric.removesuffix("/all") + "/new")
-    elif result.metric.endswith("/new"):
-        names.append(result.metric.removesuffix("/new") + "/all")
-    return names
-
-
-def trials_csv(result: TuneResult) -> str:
-    keys = [param.key for param in result.space]
-    metrics = headline_metrics(result)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["trial", *keys, *metrics, "seconds", "run_id"])
-    for t in result.trials:
-        writer.writerow(
-            [
-                t.number,
-                *(t.values.get(k) for k in keys),
-                *(t.metrics.get(m) for m in metrics),
-                round(t.seconds, 2),
-                t.run_id or "",
-            ]
-        )
-    return buffer.getvalue()
-
-
-def trials_markdown(result: TuneResult) -> str:
-    keys = [param.key for param in result.space]
-    metrics = headline_metrics(result)
-    head = ["trial", *keys, *metrics, "seconds"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for t in sorted(result.trials, key=lambda t: (-t.objective, t.number)):
-        cells = [
-            str(t.number),
-            *(_cell(t.values.get(k)) for k in keys),
-            *(_cell(t.metrics.get(m)) for m in metrics),
-            f"{t.seconds:.1f}",
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "-" if value is None else str(value)
-
-
-def history_figure(result: TuneResult) -> Any:
-    """Objective per trial and the best so far (matplotlib figure)."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
-
-    numbers = [t.number for t in result.trials]
-    values = [t.objective for t in result.trials]
-    best_so_far = [max(values[: i + 1]) for i in range(len(values))]
-    figure = Figure(figsize=(6, 3.5))
-    axes = figure.subplots()
-    axes.plot(numbers, values, "o", label="trial")
-    axes.step(numbers, best_so_far, where="post", label="best so far")
-    axes.set_xlabel("trial")
-    axes.set_ylabel(result.metric)
-    axes.legend()
-    figure.tight_layout()
-    return figure
+__all__ = [
+    # used by training.search and training.search_space
+    "Scalar",
+    "StepCallback",
+    "TrialCallback",
+    "TuneOptions",
+    "tune",
+    "with_values",
+]

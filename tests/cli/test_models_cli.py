@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from cli.main import app
 from cli.models import EXIT_NOT_PROMOTED
 from tests.training.mlflow_helpers import fresh_tracker, migrated_store, write_blend_bundle
-from training.tracking import CHAMPION, MODEL_NAME, TAG_PROMOTION_FORCED, Tracker
+from training.tracking import Tracker
+from training.tracking_store import CHAMPION, MODEL_NAME, TAG_PROMOTION_FORCED
 
 runner = CliRunner()
 VERSIONS = [(0.30, "A"), (0.25, "A"), (0.35, "A"), (0.40, "B")]

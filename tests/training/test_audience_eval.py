@@ -20,16 +20,15 @@ from cli.audience_evaluate import evaluate_command
 from engine.audience import HISTORY_WEIGHT
 from feature_store.importers import import_online_retail
 from tests.paths import ONLINE_RETAIL
-from training.audience_eval import (
+from training.audience_eval import AudienceEvalOptions, evaluate_audiences
+from training.audience_report import (
     BASELINES,
     MODEL,
-    AudienceEvalOptions,
     AudienceEvalReport,
     MethodResult,
     SeedResult,
     audience_result,
     bought_before_audience,
-    evaluate_audiences,
     lift,
     random_result,
     rfm_audience,

@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.training.mlflow_helpers import fresh_tracker, migrated_store, write_blend_bundle
-from training.tracking import (
+from training.tracking import Tracker, TrackingError
+from training.tracking_store import (
     CHAMPION,
     MODEL_NAME,
     TAG_PROMOTED_OVER,
     TAG_PROMOTION_FORCED,
     TAG_PROMOTION_REASON,
-    Tracker,
-    TrackingError,
 )
 
 VERSIONS: list[tuple[float | None, str | None, float]] = [

@@ -9,13 +9,12 @@ import matplotlib
 import pytest
 
 from tests.training.mlflow_helpers import fresh_tracker, migrated_store, write_blend_bundle
-from training.tracking import (
+from training.tracking import Tracker, TrackingError
+from training.tracking_store import (
     MODEL_NAME,
     SPLIT_FINGERPRINT_TAG,
     TAG_GIT_COMMIT,
     TAG_PARENT_RUN,
-    Tracker,
-    TrackingError,
     default_tracking_uri,
     flatten_params,
     metric_key,

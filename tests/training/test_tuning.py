@@ -15,16 +15,15 @@ from cli.main import app
 from feature_store.synthetic import SynthConfig, write_synthetic
 from tests.training.mlflow_helpers import fresh_tracker, migrated_store
 from training.config import DEFAULT_CONFIG, ConfigError, load_config
-from training.tracking import MODEL_NAME, SPLIT_FINGERPRINT_TAG, TAG_PARENT_RUN
-from training.tuning import (
+from training.tracking_store import MODEL_NAME, SPLIT_FINGERPRINT_TAG, TAG_PARENT_RUN
+from training.tune_space import (
     SearchParam,
-    TuneOptions,
     default_space,
     load_space,
     trial_config,
-    tune,
     with_values,
 )
+from training.tuning import TuneOptions, tune
 
 SPACE = """
 [params."model.params.factors"]

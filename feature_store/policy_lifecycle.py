@@ -1,0 +1,104 @@
+"""The lifecycle section of the feature policy: a member's stage (new, active, at risk, churned)
+from their own purchase rhythm (docs/features.md, "Lifecycle").
+
+:meth:`LifecyclePolicy.stage` is the pure scalar rule the batch transform
+(feature_store.transforms.lifecycle) and the online updates share.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from feature_store.policy_toml import PolicySection
+
+#: Lifecycle stages, in the order of a member's life.
+LIFECYCLE_STAGES: Final[tuple[str, ...]] = ("new", "active", "at_risk", "churned")
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A member-relative limit in days: ``clamp(multiplier * interval, floor_days, cap_days)``."""
+
+    multiplier: float
+    floor_days: float
+    cap_days: float
+
+    def days(self, interval_days: float) -> float:
+        return min(max(self.multiplier * interval_days, self.floor_days), self.cap_days)
+
+
+@dataclass(frozen=True, slots=True)
+class LifecyclePolicy:
+    """Lifecycle stage from a member's own purchase rhythm.
+
+    - ``new``: joined less than ``new_days`` days ago.
+    - otherwise, without any purchase order: ``churned`` (never activated).
+    - otherwise ``interval`` is the member's average inter-purchase interval (days) when they
+      have at least two orders, else ``default_interval_days``; ``active`` while days since the
+      last purchase <= ``active.days(interval)``, ``at_risk`` while <= ``churn.days(interval)``,
+      then ``churned``.
+    """
+
+    new_days: int
+    default_interval_days: float
+    active: Threshold
+    churn: Threshold
+
+    def interval(self, avg_interpurchase_days: float | None, n_orders: int) -> float:
+        if n_orders >= 2 and avg_interpurchase_days is not None:
+            return avg_interpurchase_days
+        return self.default_interval_days
+
+    def stage(
+        self,
+        days_since_joined: int,
+        days_since_last_purchase: int | None,
+        avg_interpurchase_days: float | None,
+        n_orders: int,
+    ) -> str:
+        """One of ``new``, ``active``, ``at_risk``, ``churned``."""
+        if days_since_joined < self.new_days:
+            return "new"
+        if n_orders <= 0 or days_since_last_purchase is None:
+            return "churned"
+        interval = self.interval(avg_interpurchase_days, n_orders)
+        if days_since_last_purchase <= self.active.days(interval):
+            return "active"
+        if days_since_last_purchase <= max(self.churn.days(interval), self.active.days(interval)):
+            return "at_risk"
+        return "churned"
+
+
+def _parse_threshold(sec: PolicySection) -> Threshold:
+    t = Threshold(
+        multiplier=sec.number("multiplier", minimum=0),
+        floor_days=sec.number("floor_days", minimum=0),
+        cap_days=sec.number("cap_days", minimum=0),
+    )
+    if t.cap_days < t.floor_days:
+        raise sec.error("cap_days", f"must be >= floor_days ({t.floor_days:g}), got {t.cap_days:g}")
+    sec.finish()
+    return t
+
+
+def parse_lifecycle(sec: PolicySection) -> LifecyclePolicy:
+    """The ``[lifecycle]`` table; the churn limits may not be below the active ones."""
+    policy = LifecyclePolicy(
+        new_days=sec.integer("new_days", 30, minimum=0),
+        default_interval_days=sec.number("default_interval_days", 60.0, above=0),
+        active=_parse_threshold(sec.section("active")),
+        churn=_parse_threshold(sec.section("churn")),
+    )
+    if (
+        policy.churn.floor_days < policy.active.floor_days
+        or policy.churn.cap_days < policy.active.cap_days
+    ):
+        raise sec.error("churn", "floor_days and cap_days must be >= those of lifecycle.active")
+    if policy.churn.multiplier < policy.active.multiplier:
+        raise sec.error("churn.multiplier", "must be >= lifecycle.active.multiplier")
+    sec.finish()
+    return policy
+
+
+__all__ = ["LIFECYCLE_STAGES", "LifecyclePolicy", "Threshold", "parse_lifecycle"]
