@@ -11,17 +11,29 @@ export MKL_NUM_THREADS ?= 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DEMO_DIR ?= data/demo
 
-.PHONY: setup demo test test-all lint bench bench-tools clean
+LOCK := requirements.lock
+
+.PHONY: setup lock demo test test-all lint bench bench-tools clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in requirements.lock (what CI tested), then the project itself.
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' \
 		|| { echo "error: the virtualenv must use Python 3.11 (set PYTHON=/path/to/python3.11 and run 'make clean setup')"; exit 2; }
 	$(BIN)/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-	$(BIN)/python -m pip install -q -e '.[train,serve,dev]' 2>&1 | grep -v "is ignored"; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/python -m pip install -q -r $(LOCK) 2>&1 | grep -v "is ignored"; test $${PIPESTATUS[0]} -eq 0
+	$(BIN)/python -m pip install -q --no-deps -e . 2>&1 | grep -v "is ignored"; test $${PIPESTATUS[0]} -eq 0
 	@touch $(STAMP)
+
+# Re-resolves every dependency of pyproject.toml (train, serve, dev extras) to today's newest
+# allowed versions and rewrites the lock; run `make test` before committing it.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv 2>&1 | grep -v "is ignored" || true
+	$(BIN)/uv pip compile pyproject.toml --extra train --extra serve --extra dev \
+		--python-version 3.11 -o $(LOCK)
 
 demo: setup
 	$(BIN)/recsys demo --out $(DEMO_DIR)

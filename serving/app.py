@@ -29,6 +29,7 @@ from serving.fastpath import RecommendationsFastPath
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.online import OnlineGateway, StoreDownError
 from serving.routes import audiences, events, health, items, members, models, recommendations
+from serving.routes._problems import contract_openapi
 from serving.security import KeyRing
 from serving.settings import Settings, SettingsError, load_settings
 from serving.state import ModelHolder, Resolver
@@ -121,6 +122,8 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
     install_error_handlers(app)
     for module in (recommendations, items, members, audiences, events, models, health):
         app.include_router(module.router)
+    # the Problem schema, the security schemes and the bodies routes validate themselves
+    app.openapi = contract_openapi(app, audiences.BODY_MODELS)  # type: ignore[method-assign]
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RecommendationsFastPath, metrics=metrics)  # outermost: skips the rest
     return app

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -31,6 +32,31 @@ from feature_store.online.errors import OnlineStoreError
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("recsys.serving")
+
+
+class FieldError(BaseModel):
+    """One bad field of a 422 (``query.k``, ``body.events[0].ts``, ``filters.tiers[0]``)."""
+
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """The body of every error response (RFC 9457), as documented in the OpenAPI document."""
+
+    model_config = ConfigDict(extra="allow")  # RFC 9457 allows extension members
+
+    type: str = Field(description="/problems/<slug>: what kind of problem (stable, for code).")
+    title: str
+    status: int = Field(description="The HTTP status, repeated.")
+    detail: str = Field(description="What went wrong and how to fix it.")
+    instance: str | None = Field(default=None, description="The request path.")
+    errors: list[FieldError] | None = Field(
+        default=None, description="422: one entry per bad field (input values are not echoed)."
+    )
+    reference: str | None = Field(
+        default=None, description="500: the id under which the service logged the failure."
+    )
 
 
 class ServingError(Exception):
@@ -208,9 +234,11 @@ __all__ = [
     "PROBLEM_JSON",
     "AuthenticationError",
     "BadRequestError",
+    "FieldError",
     "ModelLoadError",
     "NotFoundError",
     "PermissionDeniedError",
+    "Problem",
     "ServiceUnavailableError",
     "ServingError",
     "install_error_handlers",

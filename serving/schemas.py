@@ -1,17 +1,30 @@
 """Request and response bodies of the API (pydantic), separate from the domain objects.
 
 Limits live here, so that they show in the OpenAPI document: ``k`` in 1..200, ids of 1..128
-characters, at most 1,000 events per request.
+characters, at most 1,000 events per request. Numbers in bodies are JSON numbers, as the schema
+says: ``"5"`` or ``true`` is not a quantity, ``5.0`` is (JSON Schema's integers are the numbers
+without a fraction).
 """
 
 from __future__ import annotations
 
-import math
+import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 
 from fastapi import Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AllowInfNan,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 MAX_K = 200
 DEFAULT_K = 10
@@ -22,7 +35,24 @@ MemberIdPath = Annotated[
     str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The member's id.")
 ]
 ItemIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="An item id.")]
-KQuery = Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return (1-200).")]
+
+
+_QUERY_INT: Final = re.compile("-?[0-9]+")
+
+
+def _query_int(value: object) -> object:
+    """A whole number in a query string: ASCII digits only (not ``١٢``, ``1_000``, `` 5``)."""
+    if isinstance(value, str) and _QUERY_INT.fullmatch(value):
+        return value
+    raise PydanticCustomError("int_parsing", "must be a whole number written in ASCII digits")
+
+
+#: Put after ``Query(...)``: ``Annotated[int, Query(ge=1), QUERY_INT]``.
+QUERY_INT: Final = BeforeValidator(_query_int)
+
+KQuery = Annotated[
+    int, Query(ge=1, le=MAX_K, description="How many items to return (1-200)."), QUERY_INT
+]
 CategoryQuery = Annotated[
     str | None,
     Query(min_length=1, max_length=MAX_ID_LENGTH, description="Only items of this category."),
@@ -46,6 +76,62 @@ ExcludePurchasedQuery = Annotated[
 ]
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Finite = Annotated[float, Strict(), AllowInfNan(False)]
+
+
+def _whole(value: object) -> object:
+    """A JSON integer: an int, or a float without a fraction (``5.0``); never a bool or text."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise PydanticCustomError("int_type", "must be a whole number")
+
+
+#: Put after the constraints: ``Annotated[int, Field(ge=1), WHOLE]`` (so the schema shows them).
+WHOLE: Final = BeforeValidator(_whole)
+
+#: Years 1000-2999: far from the ends of ``datetime``'s range, which a UTC offset could cross.
+TIMESTAMP_YEARS: Final = "^[12][0-9]{3}-"
+_TIMESTAMP: Final = re.compile(
+    r"[12][0-9]{3}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _timestamp(value: object) -> datetime:
+    """An ISO 8601 date-time string of the years 1000-2999 (ASCII digits, seconds given), with
+    or without a UTC offset."""
+    if isinstance(value, str) and _TIMESTAMP.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value.upper())
+        except ValueError:
+            pass
+    raise PydanticCustomError(
+        "date_time",
+        "must be a date-time YYYY-MM-DDTHH:MM:SS[.ffffff][Z|+HH:MM] of the years 1000-2999 "
+        "(RFC 3339; without an offset the time is taken in the data's time zone)",
+    )
+
+
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIMESTAMP_YEARS}),
+]
+
+
+#: A time of the data (profiles, purchases): local, in RECSYS_DATA_TIMEZONE, without an offset.
+LocalTime = Annotated[
+    datetime,
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?$",
+            "description": "Local time of the data's time zone (RECSYS_DATA_TIMEZONE), "
+            "without an offset.",
+        }
+    ),
+]
 
 
 class _Out(BaseModel):
@@ -99,7 +185,7 @@ class RfmOut(_Out):
 class RecentPurchaseOut(_Out):
     order_id: str
     item_id: str
-    ts: datetime
+    ts: LocalTime
     quantity: int
     amount: float
 
@@ -108,33 +194,50 @@ class Profile(_Out):
     member_id: str
     tier: str
     tier_source: str
-    tier_since: datetime | None
+    tier_since: LocalTime | None
     rfm: RfmOut
     lifecycle: str
     tags: list[str]
     top_categories: list[str]
     n_orders: int
     total_spend: float
-    last_purchase_at: datetime | None
+    last_purchase_at: LocalTime | None
     region: str | None
     points_balance: int | None
-    as_of: datetime
+    as_of: LocalTime
     in_model: bool = Field(description="Whether the served model has a vector for the member.")
     recent_purchases: list[RecentPurchaseOut]
+
+
+_SAME_SIGNS: Final[dict[str, Any]] = {
+    "anyOf": [
+        {"properties": {"quantity": {"minimum": 1}, "amount": {"minimum": 0}}},
+        {"properties": {"quantity": {"maximum": -1}, "amount": {"maximum": 0}}},
+    ]
+}
 
 
 class PurchaseEventIn(BaseModel):
     """One purchase line (a return has negative quantity and amount)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_SAME_SIGNS)
 
     event_id: Id = Field(description="Unique id of this report; a repeated id is ignored.")
     member_id: Id
     order_id: Id
     item_id: Id
-    ts: datetime = Field(description="Local time of the purchase, without a UTC offset.")
-    quantity: int = Field(ge=-10_000, le=10_000)
-    amount: float
+    ts: Timestamp = Field(
+        description=(
+            "Time of the purchase, RFC 3339 (`2024-06-10T12:00:00+02:00`, `...Z`), years "
+            "1000-2999: converted to the data's time zone (RECSYS_DATA_TIMEZONE, default UTC). "
+            "A time without an offset (`2024-06-10T12:00:00`) is also accepted and taken in "
+            "that zone."
+        )
+    )
+    quantity: Annotated[int, Field(ge=-10_000, le=10_000), WHOLE] = Field(
+        description="Negative for a return; not 0.", json_schema_extra={"not": {"const": 0}}
+    )
+    amount: Finite = Field(description="Same sign as quantity (or 0).")
 
     @field_validator("quantity")
     @classmethod
@@ -145,16 +248,10 @@ class PurchaseEventIn(BaseModel):
 
     @field_validator("amount")
     @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("amount must be a finite number")
-        return value
-
-    @field_validator("ts")
-    @classmethod
-    def _naive(cls, value: datetime) -> datetime:
-        if value.tzinfo is not None:
-            raise ValueError("ts must be local time without a UTC offset, like the purchases data")
+    def _same_sign(cls, value: float, info: ValidationInfo) -> float:
+        quantity = info.data.get("quantity")  # absent when it was invalid
+        if quantity is not None and value * quantity < 0:
+            raise ValueError("amount must have the sign of quantity (a return: both negative)")
         return value
 
 

@@ -16,6 +16,8 @@ from fastapi.responses import StreamingResponse
 from engine.audience import DefinitionError
 from serving.audience_schemas import (
     DEFAULT_PAGE,
+    DEFINITION_REF,
+    AudienceDefinition,
     AudienceIdPath,
     AudienceOut,
     AudiencePage,
@@ -23,13 +25,14 @@ from serving.audience_schemas import (
     LimitQuery,
     OffsetQuery,
     SentOut,
+    read_definition,
 )
 from serving.audience_store import CSV_HEADER, EXPORT_CHUNK_ROWS
 from serving.audiences import AudienceService
 from serving.deps import AppState, Campaigns, CurrentModel, State
 from serving.errors import BadRequestError
 from serving.model import ServingModel
-from serving.routes._problems import problems
+from serving.routes._problems import SECURITY, problems, secured
 
 router = APIRouter(prefix="/v1/audiences", tags=["audiences"])
 
@@ -38,9 +41,14 @@ def _service(state: AppState) -> AudienceService:
     return state.audiences
 
 
-def _create(service: AudienceService, body: dict[str, Any], model: ServingModel) -> AudienceOut:
+#: Request bodies this router validates itself; serving/app.py adds their schemas to the document.
+BODY_MODELS = (AudienceDefinition,)
+
+
+def _create(service: AudienceService, body: Any, model: ServingModel) -> AudienceOut:
+    document = read_definition(body)  # the shape; the engine checks the rules
     try:
-        return AudienceOut.model_validate(service.create(body, model))
+        return AudienceOut.model_validate(service.create(document, model))
     except DefinitionError as exc:
         raise BadRequestError(
             str(exc), extra={"errors": [{"field": exc.field, "message": exc.message}]}
@@ -51,22 +59,32 @@ def _create(service: AudienceService, body: dict[str, Any], model: ServingModel)
     "",
     status_code=201,
     response_model=AudienceOut,
-    responses=problems(401, 403, 422, 503),
     summary="Create an audience",
+    responses=problems(400, 401, 403, 422, 503),
+    openapi_extra={
+        "security": SECURITY,
+        "requestBody": {"content": {"application/json": {"schema": {"$ref": DEFINITION_REF}}}},
+    },
 )
 async def create(
     body: DefinitionBody, caller: Campaigns, state: State, model: CurrentModel
 ) -> AudienceOut:
     """Rank the members for the definition's seed under its filters, exclusions and size, and
-    keep the list (docs/audiences.md). Returns its size, counts, breakdowns and the best 20."""
+    keep the list (docs/audiences.md). Returns its size, counts, breakdowns and the best 20.
+
+    An invalid definition is a 422 whose ``errors[0].field`` is the document's path of the
+    culprit (``filters.tiers[0]``, ``size.top_n``, an unknown key such as ``filtres``). Besides the
+    schema, the definition must name tiers, lifecycle stages and segments the snapshot knows, a
+    seed the model knows something of, a tag not both in ``all`` and ``none``,
+    ``points.min <= points.max`` and ``joined.after < joined.before``."""
     return await anyio.to_thread.run_sync(_create, _service(state), body, model)
 
 
 @router.get(
     "/{audience_id}",
     response_model=AudienceOut,
-    responses=problems(401, 403, 404, 503),
     summary="An audience",
+    **secured(404, 422, 503),
 )
 def get(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> AudienceOut:
     """The summary of an audience, and whether it was marked sent."""
@@ -76,8 +94,8 @@ def get(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> Audienc
 @router.get(
     "/{audience_id}/members",
     response_model=AudiencePage,
-    responses=problems(401, 403, 404, 422, 503),
     summary="A page of an audience's members",
+    **secured(404, 422, 503),
 )
 def members(
     audience_id: AudienceIdPath,
@@ -99,8 +117,9 @@ def members(
             "description": f"CSV with the header {','.join(CSV_HEADER)}, best member first",
             "content": {"text/csv": {}},
         },
-        **problems(401, 403, 404, 503),
+        **problems(401, 403, 404, 422, 503),
     },
+    openapi_extra={"security": SECURITY},
     summary="Export an audience as CSV",
 )
 def export(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> StreamingResponse:
@@ -117,8 +136,8 @@ def export(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> Stre
 @router.post(
     "/{audience_id}/sent",
     response_model=SentOut,
-    responses=problems(401, 403, 404, 503),
     summary="Mark an audience sent",
+    **secured(404, 422, 503),
 )
 def sent(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> SentOut:
     """Record the audience's members as contacted now, for the contact frequency cap

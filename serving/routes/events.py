@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, tzinfo
 
 from fastapi import APIRouter
 
@@ -15,8 +16,8 @@ from serving.deps import AppState, CurrentModel, Ingest, State
 from serving.errors import ServiceUnavailableError
 from serving.model import ServingModel
 from serving.online import StoreDownError
-from serving.routes._problems import problems
-from serving.schemas import EventResult, EventsIn, EventsOut
+from serving.routes._problems import secured
+from serving.schemas import EventResult, EventsIn, EventsOut, PurchaseEventIn
 
 router = APIRouter(prefix="/v1", tags=["events"])
 log = logging.getLogger("recsys.serving")
@@ -25,8 +26,8 @@ log = logging.getLogger("recsys.serving")
 @router.post(
     "/events",
     response_model=EventsOut,
-    responses=problems(401, 403, 422, 503),
     summary="Report purchase events",
+    **secured(400, 422, 503),
 )
 def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) -> EventsOut:
     """Apply a batch of purchase lines to the online store, each at most once per ``event_id``
@@ -34,19 +35,15 @@ def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) ->
     event, the vector is re-estimated by ALS fold-in from their history plus the purchases
     reported since the snapshot, and their cached recommendations are dropped, so the next
     request reflects the purchase. Events are applied in order; if the store fails midway the
-    answer is 503 and the whole batch can be sent again safely."""
+    answer is 503 and the whole batch can be sent again safely.
+
+    ``ts`` with a UTC offset is converted to the data's time zone (``RECSYS_DATA_TIMEZONE``,
+    default UTC); without one it is taken as a time in that zone."""
+    zone = state.settings.data_zone
+    events = [_event(item, zone) for item in body.events]
     updates: list[PurchaseUpdate] = []
     try:
-        for item in body.events:
-            event = PurchaseEvent(
-                event_id=item.event_id,
-                member_id=item.member_id,
-                order_id=item.order_id,
-                item_id=item.item_id,
-                ts=item.ts,
-                quantity=item.quantity,
-                amount=item.amount,
-            )
+        for event in events:
             updates.append(state.gateway.call(_applier(event)))
         # duplicates too: a batch resent after a failure must still fold its members in
         touched = [u.member_id for u in updates if u.status in ("applied", "duplicate")]
@@ -69,6 +66,24 @@ def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) ->
             EventResult(event_id=u.event_id, member_id=u.member_id, status=u.status)
             for u in updates
         ],
+    )
+
+
+def _local(ts: datetime, zone: tzinfo) -> datetime:
+    """``ts`` as a naive time of the data's time zone (a naive ``ts`` already is one). The
+    schema's years (1000-2999) keep the conversion inside ``datetime``'s range."""
+    return ts if ts.tzinfo is None else ts.astimezone(zone).replace(tzinfo=None)
+
+
+def _event(item: PurchaseEventIn, zone: tzinfo) -> PurchaseEvent:
+    return PurchaseEvent(
+        event_id=item.event_id,
+        member_id=item.member_id,
+        order_id=item.order_id,
+        item_id=item.item_id,
+        ts=_local(item.ts, zone),
+        quantity=item.quantity,
+        amount=item.amount,
     )
 
 

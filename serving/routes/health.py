@@ -1,4 +1,4 @@
-"""``/healthz`` (alive), ``/readyz`` (model loaded; store reachable or degraded), ``/metrics``."""
+"""``/healthz`` (alive), ``/readyz`` (model loaded; store ready or degraded), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -21,10 +21,13 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness")
 def readyz(state: State) -> Readiness:
-    """``ready`` with a model and a reachable online store, ``degraded`` with a model but no
-    store (recommendations still answer from the bundle). Pings the store each time."""
+    """``ready`` with a model and a reachable online store that holds the expected snapshot
+    version; ``degraded`` with a model but no store, or a store without that version
+    (recommendations still answer from the bundle); ``store.error`` says why. Checks the store
+    each time."""
     health = state.gateway.health()
     state.metrics.degraded.set(0 if health.ok else 1)
+    state.metrics.count_restores(state.gateway.watch.restore_counts())
     return Readiness(
         status="ready" if health.ok else "degraded",
         model=model_out(state.holder.current.info),
@@ -40,5 +43,6 @@ def readyz(state: State) -> Readiness:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(state: State) -> Response:
+    state.metrics.count_restores(state.gateway.watch.restore_counts())
     body, content_type = state.metrics.exposition()
     return Response(body, media_type=content_type)

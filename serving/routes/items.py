@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from serving.deps import CurrentModel, Storefront
 from serving.errors import NotFoundError
-from serving.routes._problems import problems
+from serving.routes._problems import secured
 from serving.schemas import (
     DEFAULT_K,
     CategoryQuery,
@@ -24,8 +24,8 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 @router.get(
     "/{item_id}/similar",
     response_model=SimilarItems,
-    responses=problems(401, 403, 404, 422),
     summary="Items similar to an item",
+    **secured(404, 422),
 )
 def similar(
     item_id: ItemIdPath,

@@ -8,7 +8,7 @@ from feature_store.online.profile import MemberProfile, RecentPurchase
 from serving.deps import CurrentModel, Marketer, State
 from serving.errors import NotFoundError, ServiceUnavailableError
 from serving.online import StoreDownError
-from serving.routes._problems import problems
+from serving.routes._problems import secured
 from serving.schemas import MemberIdPath, Profile, RecentPurchaseOut, RfmOut
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
@@ -18,8 +18,8 @@ RECENT_SHOWN = 10
 @router.get(
     "/{member_id}/profile",
     response_model=Profile,
-    responses=problems(401, 403, 404, 422, 503),
     summary="A member's profile",
+    **secured(404, 422, 503),
 )
 def profile(
     member_id: MemberIdPath, caller: Marketer, state: State, model: CurrentModel

@@ -11,7 +11,7 @@ from serving.deps import Admin, AnyCaller, State
 from serving.errors import ModelLoadError
 from serving.model import ModelInfo
 from serving.online import StoreDownError
-from serving.routes._problems import problems
+from serving.routes._problems import secured
 from serving.schemas import ModelOut, ReloadIn, ReloadOut
 from serving.state import published_record
 
@@ -39,9 +39,7 @@ def model_out(info: ModelInfo) -> ModelOut:
     )
 
 
-@router.get(
-    "/current", response_model=ModelOut, responses=problems(401), summary="The served model"
-)
+@router.get("/current", response_model=ModelOut, summary="The served model", **secured())
 def current(caller: AnyCaller, state: State) -> ModelOut:
     """The model this worker serves (any valid API key)."""
     return model_out(state.holder.current.info)
@@ -50,8 +48,8 @@ def current(caller: AnyCaller, state: State) -> ModelOut:
 @router.post(
     "/reload",
     response_model=ReloadOut,
-    responses=problems(401, 403, 409, 422),
     summary="Switch to the current champion",
+    **secured(400, 409, 422),
 )
 def reload(
     caller: Admin, state: State, body: Annotated[ReloadIn | None, Body()] = None
@@ -60,11 +58,17 @@ def reload(
     now) or ``uri``, load it completely, then switch atomically: requests in flight finish on
     the old model. A model that fails to load leaves the old one serving (409). The other
     workers follow through the record published in Redis."""
+    uri = body.uri if body is not None else None
     try:
-        outcome = state.holder.reload(body.uri if body is not None else None)
+        outcome = state.holder.reload(uri)
     except ModelLoadError:
         state.metrics.reloads.labels("failed").inc()
         raise
+    except RuntimeError as exc:  # "~user/..." of an unknown user: Path.expanduser
+        state.metrics.reloads.labels("failed").inc()
+        raise ModelLoadError(
+            f"model URI {uri!r}: {exc}; model {state.holder.current.info.label} keeps serving"
+        ) from exc
     propagated = False
     if outcome.changed:
         state.metrics.reloads.labels("changed").inc()

@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from serving.deps import AppState, authenticate
 from serving.model import PurchasedPolicy
-from serving.routes._problems import problems
+from serving.routes._problems import secured
 from serving.schemas import (
     DEFAULT_K,
     CategoryQuery,
@@ -50,8 +50,8 @@ async def answer(
 @router.get(
     ROUTE_PATH.removeprefix("/v1/members"),
     response_model=Recommendations,
-    responses=problems(401, 403, 422),
     summary="Recommendations for a member",
+    **secured(422),
 )
 async def recommendations(
     request: Request,

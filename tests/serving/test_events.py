@@ -105,7 +105,7 @@ def test_a_return_cancels_the_purchase_in_the_fold_in(service: Service) -> None:
     [
         ({"quantity": 0}, "body.events[0].quantity"),
         ({"amount": "NaN"}, "body.events[0].amount"),
-        ({"ts": "2024-06-10T12:00:00+02:00"}, "body.events[0].ts"),
+        ({"ts": "2024-06-10"}, "body.events[0].ts"),  # a time is required; an offset is not
         ({"member_id": "m" * 129}, "body.events[0].member_id"),
         ({"event_id": ""}, "body.events[0].event_id"),
         ({"colour": "red"}, "body.events[0].colour"),
