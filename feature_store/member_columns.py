@@ -1,13 +1,18 @@
 """A feature snapshot as numpy columns, for audience scoring (engine.audience).
 
-:func:`read_member_columns` turns members.parquet into one array per attribute a campaign filter
-tests: categorical columns (tier, lifecycle, RFM segment, region) as small integer codes into a
-tuple of names (``-1`` = null), member tags as a boolean CSR matrix, birth month, points and
-joined date as plain arrays. :func:`read_item_columns` does the same for items.parquet and
-:func:`recent_buyers` answers "who bought these items since ..." from recent_purchases.parquet.
+:func:`member_columns` turns the member table (the :data:`MEMBER_TABLE_COLUMNS` of
+members.parquet) into one array per attribute a campaign filter tests: categorical columns (tier,
+lifecycle, RFM segment, region) as small integer codes into a tuple of names (``-1`` = null),
+member tags as a boolean CSR matrix, birth month, points and joined date as plain arrays.
+:func:`item_columns` does the same for the item table (items.parquet) and
+:class:`RecentPurchases` answers "which members bought these items since ..." from the recent
+purchase lines (recent_purchases.parquet, coded by :func:`recent_purchase_table`).
 
-Everything is vectorized with polars (tags: explode + categorical codes); rows keep the
-snapshot's order (sorted by id). See docs/feature_snapshot.md for the columns read here.
+The tables come from a snapshot folder (:func:`read_audience_columns`, ``read_*``) or from the
+online store, which keeps them per loaded version (feature_store/online/audience_data.py): both
+go through the same functions, so both give the same columns. Everything is vectorized with
+polars and numpy; rows keep the snapshot's order (sorted by id). See docs/feature_snapshot.md for
+the columns read here.
 """
 
 from __future__ import annotations
@@ -148,34 +153,49 @@ def _tag_matrix(tags: pl.Series, where: str) -> tuple[sp.csr_array, tuple[str, .
     return matrix, names
 
 
-def read_member_columns(snapshot: Path | Snapshot) -> MemberColumns:
-    """members.parquet of ``snapshot`` (a folder or an opened :class:`Snapshot`) as columns."""
-    snap = _open(snapshot)
-    path = snap.file("members")
-    try:
-        frame = snap.read("members").select(
-            Col.MEMBER_ID,
-            Col.TIER,
-            Feat.LIFECYCLE,
-            Feat.RFM_SEGMENT,
-            Col.REGION,
-            Col.TAGS,
-            Feat.BIRTH_MONTH,
-            Col.POINTS_BALANCE,
-            Col.JOINED_AT,
-            Feat.MONETARY,
-        )
-    except pl.exceptions.ColumnNotFoundError as exc:
-        raise DataError(f"{path}: missing column ({exc}); rebuild the snapshot") from exc
-    tier_codes, tier_names = _codes(frame.get_column(Col.TIER), snap.tiers, f"{path}: tier")
+#: Columns of members.parquet that audiences read (the online store's member table).
+MEMBER_TABLE_COLUMNS: Final[tuple[str, ...]] = (
+    Col.MEMBER_ID,
+    Col.TIER,
+    Feat.LIFECYCLE,
+    Feat.RFM_SEGMENT,
+    Col.REGION,
+    Col.TAGS,
+    Feat.BIRTH_MONTH,
+    Col.POINTS_BALANCE,
+    Col.JOINED_AT,
+    Feat.MONETARY,
+)
+#: Columns of items.parquet that audiences read (the online store's item table).
+ITEM_TABLE_COLUMNS: Final[tuple[str, ...]] = (Col.ITEM_ID, Col.CATEGORY, Col.TAGS, Feat.BUYERS)
+#: Columns of recent_purchases.parquet that "bought the seed" reads.
+RECENT_SOURCE_COLUMNS: Final[tuple[str, ...]] = (Col.MEMBER_ID, Col.ITEM_ID, Col.TS, Col.QUANTITY)
+#: The coded recent-purchase table (:func:`recent_purchase_table`).
+MEMBER_ROW, ITEM_CODE = "member_row", "item"
+
+
+def _select(frame: pl.DataFrame, columns: Sequence[str], where: str) -> pl.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)}; rebuild the snapshot")
+    return frame.select(columns)
+
+
+def member_columns(
+    frame: pl.DataFrame, tiers: Sequence[str], as_of: date, where: str
+) -> MemberColumns:
+    """The member table (:data:`MEMBER_TABLE_COLUMNS`, snapshot order) as columns; ``tiers``
+    is the snapshot's tier ladder, ``where`` names the table in errors."""
+    frame = _select(frame, MEMBER_TABLE_COLUMNS, where)
+    tier_codes, tier_names = _codes(frame.get_column(Col.TIER), tiers, f"{where}: tier")
     lifecycle_codes, lifecycle_names = _codes(
-        frame.get_column(Feat.LIFECYCLE), LIFECYCLE_STAGES, f"{path}: lifecycle"
+        frame.get_column(Feat.LIFECYCLE), LIFECYCLE_STAGES, f"{where}: lifecycle"
     )
     segment_codes, segment_names = _data_codes(
-        frame.get_column(Feat.RFM_SEGMENT), f"{path}: rfm_segment"
+        frame.get_column(Feat.RFM_SEGMENT), f"{where}: rfm_segment"
     )
-    region_codes, region_names = _data_codes(frame.get_column(Col.REGION), f"{path}: region")
-    tags, tag_names = _tag_matrix(frame.get_column(Col.TAGS), f"{path}: tags")
+    region_codes, region_names = _data_codes(frame.get_column(Col.REGION), f"{where}: region")
+    tags, tag_names = _tag_matrix(frame.get_column(Col.TAGS), f"{where}: tags")
     month = frame.get_column(Feat.BIRTH_MONTH).fill_null(0).cast(pl.Int8).to_numpy()
     points = frame.get_column(Col.POINTS_BALANCE).cast(pl.Float64).fill_null(np.nan).to_numpy()
     joined = frame.get_column(Col.JOINED_AT).cast(pl.Datetime("us")).to_numpy()
@@ -196,19 +216,14 @@ def read_member_columns(snapshot: Path | Snapshot) -> MemberColumns:
         points=np.asarray(points, dtype=np.float64),
         joined_at=np.asarray(joined, dtype="datetime64[us]"),
         monetary=np.asarray(monetary, dtype=np.float64),
-        as_of=snap.as_of,
+        as_of=as_of,
     )
 
 
-def read_item_columns(snapshot: Path | Snapshot) -> ItemColumns:
-    """items.parquet of ``snapshot`` as columns."""
-    snap = _open(snapshot)
-    path = snap.file("items")
-    try:
-        frame = snap.read("items").select(Col.ITEM_ID, Col.CATEGORY, Col.TAGS, Feat.BUYERS)
-    except pl.exceptions.ColumnNotFoundError as exc:
-        raise DataError(f"{path}: missing column ({exc}); rebuild the snapshot") from exc
-    tags, tag_names = _tag_matrix(frame.get_column(Col.TAGS), f"{path}: tags")
+def item_columns(frame: pl.DataFrame, where: str) -> ItemColumns:
+    """The item table (:data:`ITEM_TABLE_COLUMNS`, snapshot order) as columns."""
+    frame = _select(frame, ITEM_TABLE_COLUMNS, where)
+    tags, tag_names = _tag_matrix(frame.get_column(Col.TAGS), f"{where}: tags")
     buyers = frame.get_column(Feat.BUYERS).cast(pl.Int64).fill_null(0).to_numpy()
     return ItemColumns(
         item_ids=_strings(frame.get_column(Col.ITEM_ID)),
@@ -217,6 +232,152 @@ def read_item_columns(snapshot: Path | Snapshot) -> ItemColumns:
         tag_names=tag_names,
         buyers=np.asarray(buyers, dtype=np.int64),
     )
+
+
+def _read(snap: Snapshot, name: str, columns: Sequence[str]) -> pl.DataFrame:
+    path = snap.file(name)
+    try:
+        return snap.read(name).select(columns)
+    except pl.exceptions.ColumnNotFoundError as exc:
+        raise DataError(f"{path}: missing column ({exc}); rebuild the snapshot") from exc
+    except FileNotFoundError:
+        raise DataError(f"{path}: missing from the snapshot; rebuild it") from None
+
+
+def read_member_columns(snapshot: Path | Snapshot) -> MemberColumns:
+    """members.parquet of ``snapshot`` (a folder or an opened :class:`Snapshot`) as columns."""
+    snap = _open(snapshot)
+    frame = _read(snap, "members", MEMBER_TABLE_COLUMNS)
+    return member_columns(frame, snap.tiers, snap.as_of, str(snap.file("members")))
+
+
+def read_item_columns(snapshot: Path | Snapshot) -> ItemColumns:
+    """items.parquet of ``snapshot`` as columns."""
+    snap = _open(snapshot)
+    return item_columns(_read(snap, "items", ITEM_TABLE_COLUMNS), str(snap.file("items")))
+
+
+# -- recent purchases ---------------------------------------------------------------------------
+
+
+def _member_rows(member_ids: pl.Series, buyers: pl.Series) -> npt.NDArray[np.int64]:
+    """Row of each ``buyers`` id in ``member_ids`` (-1: not a member). Looks up each run of
+    equal ids once (the lines come grouped by member)."""
+    runs = buyers.rle().struct.unnest()
+    values, lengths = runs.get_column("value"), runs.get_column("len").to_numpy()
+    if member_ids.is_empty():
+        rows = np.full(values.len(), -1, dtype=np.int64)
+    elif member_ids.is_sorted():
+        found = member_ids.search_sorted(values).to_numpy().astype(np.int64)
+        inside = found < member_ids.len()
+        clipped = np.where(inside, found, 0)
+        known = inside & (member_ids.gather(clipped) == values).fill_null(False).to_numpy()
+        rows = np.where(known, found, -1)
+    else:
+        index = pl.DataFrame({"value": member_ids}).with_row_index("row")
+        rows = (
+            pl.DataFrame({"value": values})
+            .join(index, on="value", how="left", maintain_order="left")
+            .get_column("row")
+            .fill_null(-1)
+            .to_numpy()
+            .astype(np.int64)
+        )
+    return np.repeat(rows, lengths)
+
+
+def recent_purchase_table(
+    member_ids: pl.Series, recent: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.Series]:
+    """Recent purchase lines coded for "bought the seed": the table (``member_row`` UInt32: row
+    in the member table ``member_ids``; ``item`` UInt32: code into the returned item ids,
+    sorted; ``ts``), one row per (item, member) holding the member's newest purchase
+    (quantity > 0) of that item, sorted by item then member row. Lines of members not in
+    ``member_ids`` are left out (they are in no audience)."""
+    lines = (
+        recent.select(RECENT_SOURCE_COLUMNS)
+        .filter(pl.col(Col.QUANTITY) > 0)
+        .drop_nulls([Col.MEMBER_ID, Col.ITEM_ID, Col.TS])
+    )
+    rows = _member_rows(member_ids.cast(pl.String), lines.get_column(Col.MEMBER_ID))
+    known = rows >= 0
+    if not known.all():
+        lines, rows = lines.filter(pl.Series(known)), rows[known]
+    rows = rows.astype(np.uint32)  # (a member table has fewer than 2**32 rows)
+    items = lines.get_column(Col.ITEM_ID).unique().sort()
+    codes = lines.get_column(Col.ITEM_ID).cast(pl.Enum(items.to_list())).to_physical().to_numpy()
+    ts = lines.get_column(Col.TS).cast(pl.Datetime("us")).to_numpy().view(np.int64)
+    order = np.argsort(rows, kind="stable") if np.any(rows[1:] < rows[:-1]) else None
+    if order is not None:
+        rows, codes, ts = rows[order], codes[order], ts[order]
+    order = np.argsort(codes, kind="stable")  # by item, then member row (stable)
+    rows, codes, ts = rows[order], codes[order], ts[order]
+    # one row per (item, member): the first line of each run, holding the run's newest time
+    changed = (codes[1:] != codes[:-1]) | (rows[1:] != rows[:-1])
+    starts = np.flatnonzero(np.concatenate(([rows.size > 0], changed)))
+    newest = np.maximum.reduceat(ts, starts) if starts.size else ts[:0]
+    table = pl.DataFrame(
+        {
+            MEMBER_ROW: pl.Series(rows[starts], dtype=pl.UInt32),
+            ITEM_CODE: pl.Series(codes[starts], dtype=pl.UInt32),
+            Col.TS: pl.Series(newest, dtype=pl.Int64).cast(pl.Datetime("us")),
+        }
+    )
+    return table, items.rename(Col.ITEM_ID)
+
+
+@dataclass(frozen=True, slots=True)
+class RecentPurchases:
+    """The coded recent purchase lines, by item: who bought an item, and when last."""
+
+    #: item id -> code (position in indptr)
+    codes: dict[str, int]
+    #: lines of item code c: indptr[c] .. indptr[c + 1]
+    indptr: npt.NDArray[np.int64]
+    member_rows: npt.NDArray[np.uint32]
+    #: microseconds since the epoch (naive local time, as the data)
+    ts: npt.NDArray[np.int64]
+
+    @classmethod
+    def from_table(cls, table: pl.DataFrame, items: pl.Series) -> RecentPurchases:
+        """From :func:`recent_purchase_table`'s result (DataError when it is not one)."""
+        codes = table.get_column(ITEM_CODE).to_numpy().astype(np.int64)
+        n_items = items.len()
+        if codes.size and (codes.min() < 0 or codes.max() >= n_items or np.any(np.diff(codes) < 0)):
+            raise DataError("the recent purchase table is not sorted by valid item codes")
+        indptr = np.zeros(n_items + 1, dtype=np.int64)
+        np.cumsum(np.bincount(codes, minlength=n_items), out=indptr[1:])
+        return cls(
+            codes={str(item): i for i, item in enumerate(items.to_list())},
+            indptr=indptr,
+            member_rows=table.get_column(MEMBER_ROW).to_numpy().astype(np.uint32),
+            ts=table.get_column(Col.TS).cast(pl.Datetime("us")).to_numpy().view(np.int64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.member_rows.shape[0])
+
+    def buyer_rows(self, item_ids: Sequence[str], since: datetime) -> npt.NDArray[np.int64]:
+        """Member rows (sorted, unique) with a purchase (quantity > 0) of any of ``item_ids``
+        at ``ts >= since``."""
+        limit = np.datetime64(since.replace(tzinfo=None), "us").astype(np.int64)
+        parts = []
+        for item in dict.fromkeys(str(i) for i in item_ids):
+            code = self.codes.get(item)
+            if code is None:
+                continue
+            lo, hi = int(self.indptr[code]), int(self.indptr[code + 1])
+            parts.append(self.member_rows[lo:hi][self.ts[lo:hi] >= limit])
+        if not parts:
+            return np.empty(0, dtype=np.int64)
+        return np.unique(np.concatenate(parts)).astype(np.int64)
+
+
+def read_recent_purchases(snapshot: Path | Snapshot, member_ids: pl.Series) -> RecentPurchases:
+    """recent_purchases.parquet of ``snapshot``, coded against the member table ``member_ids``."""
+    snap = _open(snapshot)
+    lines = _read(snap, "recent_purchases", RECENT_SOURCE_COLUMNS)
+    return RecentPurchases.from_table(*recent_purchase_table(member_ids, lines))
 
 
 def recent_buyers(
@@ -228,31 +389,55 @@ def recent_buyers(
     Read from recent_purchases.parquet, which keeps only the last
     :data:`~feature_store.offline.RECENT_PURCHASES_PER_MEMBER` purchase rows of each member
     before the snapshot's ``as_of``: a purchase older than a member's last 50 lines is not seen.
+    Only members of members.parquet are answered (the others are in no audience).
     """
     snap = _open(snapshot)
-    wanted = [str(i) for i in item_ids]
-    if not wanted:
-        return np.empty(0, dtype="<U1")
-    found = (
-        snap.scan("recent_purchases")
-        .filter(
-            pl.col(Col.ITEM_ID).is_in(wanted)
-            & (pl.col(Col.QUANTITY) > 0)
-            & (pl.col(Col.TS) >= since)
-        )
-        .select(pl.col(Col.MEMBER_ID).unique().sort())
-        .collect()
-        .get_column(Col.MEMBER_ID)
+    ids = _read(snap, "members", [Col.MEMBER_ID]).get_column(Col.MEMBER_ID)
+    rows = read_recent_purchases(snap, ids).buyer_rows(item_ids, since)
+    return np.sort(_strings(ids.gather(rows))) if rows.size else np.empty(0, dtype="<U1")
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceColumns:
+    """What audiences read of a snapshot: its members, items and recent purchase lines."""
+
+    members: MemberColumns
+    items: ItemColumns
+    recent: RecentPurchases
+
+    @property
+    def as_of(self) -> date:
+        return self.members.as_of
+
+
+def read_audience_columns(snapshot: Path | Snapshot) -> AudienceColumns:
+    """The :class:`AudienceColumns` of a snapshot folder."""
+    snap = _open(snapshot)
+    frame = _read(snap, "members", MEMBER_TABLE_COLUMNS)
+    members = member_columns(frame, snap.tiers, snap.as_of, str(snap.file("members")))
+    return AudienceColumns(
+        members=members,
+        items=read_item_columns(snap),
+        recent=read_recent_purchases(snap, frame.get_column(Col.MEMBER_ID)),
     )
-    return _strings(found)
 
 
 __all__ = [
+    "ITEM_TABLE_COLUMNS",
     "LIFECYCLE_STAGES",
+    "MEMBER_TABLE_COLUMNS",
     "RECENT_PURCHASES_PER_MEMBER",
+    "RECENT_SOURCE_COLUMNS",
+    "AudienceColumns",
     "ItemColumns",
     "MemberColumns",
+    "RecentPurchases",
+    "item_columns",
+    "member_columns",
+    "read_audience_columns",
     "read_item_columns",
     "read_member_columns",
+    "read_recent_purchases",
     "recent_buyers",
+    "recent_purchase_table",
 ]

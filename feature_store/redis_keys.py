@@ -28,6 +28,7 @@ _PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]+(?::[A-Za-z0-9_.\-]+)*$")
 _VERSION_RE: Final = re.compile(r"^[A-Za-z0-9_.\-]+$")
 _GLOB_SPECIAL: Final = re.compile(r"([*?\[\]\\])")
 _AUDIENCE_RE: Final = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+_TABLE_RE: Final = re.compile(r"^[a-z_]{1,32}$")
 
 
 def _glob_escape(text: str) -> str:
@@ -114,6 +115,20 @@ class RedisKeys:
         the events after its snapshot's as_of from the active version's journal."""
         return f"{self.version_root(version)}:journal"
 
+    def audience_columns(self, version: str) -> str:
+        """HASH: what audiences read of ``version``'s snapshot (member, item and recent-purchase
+        tables as chunked Parquet, below): format, as_of, tier ladder, each table's chunk count,
+        bytes, rows and SHA-256, and the digest of all of them. Written after the chunks, so the
+        tables exist once it does."""
+        return f"{self.version_root(version)}:cols"
+
+    def audience_columns_chunk(self, version: str, table: str, index: int) -> str:
+        """STRING: piece ``index`` (0-based) of ``table``'s Parquet file (``members``, ``items``
+        or ``recent``); the pieces concatenated in index order are the file."""
+        if not _TABLE_RE.match(table) or index < 0:
+            raise ValueError(f"invalid audience table chunk {table!r} #{index}")
+        return f"{self.audience_columns(version)}:{table}:{index}"
+
     # ---- the same prefixes as parts, for Lua scripts that read the active version ----------
 
     def profile_key_parts(self) -> tuple[str, str]:
@@ -123,6 +138,10 @@ class RedisKeys:
     def recent_key_parts(self) -> tuple[str, str]:
         """``(head, tail)`` with ``recent_key_prefix(v) == head + v + tail``."""
         return f"{self.root}:v:", ":r:"
+
+    def audience_columns_key_parts(self) -> tuple[str, str]:
+        """``(head, tail)`` with ``audience_columns(v) == head + v + tail``."""
+        return f"{self.root}:v:", ":cols"
 
     # ---- keys of the API service (serving/), per served model, not per snapshot version ----
 

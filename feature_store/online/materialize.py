@@ -1,21 +1,28 @@
 """Load a feature snapshot into the Redis online store and switch readers to it atomically.
 
-1. Read and check manifest.json, members.parquet and recent_purchases.parquet.
+1. Read and check manifest.json, members.parquet, recent_purchases.parquet and items.parquet,
+   and encode what audiences read of them as Parquet tables (feature_store/online/bulk.py).
 2. Take a new version id (INCR), mark it as loading, and bulk-write every profile and recent
    list under that version with pipelined MSETs of a few thousand members each (no per-member
-   round trip). Readers keep reading the active version meanwhile.
+   round trip), then the audience tables in chunks (feature_store/online/audience_data.py).
+   Readers keep reading the active version meanwhile.
 3. Replay the events the active version received after this snapshot's as_of (its journal), so
    no purchase reported online is lost by the switch.
 4. Switch: in one MULTI/EXEC guarded by WATCH (loading pointer, active pointer, journal), point
    ``active`` at the new version. Readers see the old version complete or the new one complete.
 5. Delete every other version's keys (SCAN + UNLINK in batches; Redis frees memory in the
    background).
+
+:func:`restore_empty` is the same load for a store that lost its data (a Redis restarted without
+persistence), safe to call from several processes at once: only one of them loads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,6 +33,7 @@ import polars as pl
 import redis
 
 from feature_store.errors import DataError
+from feature_store.online.audience_data import encode_columns, write_columns
 from feature_store.online.bulk import (
     RECENT_COLUMNS,
     SNAPSHOT_FIELDS,
@@ -64,6 +72,25 @@ end
 return {found[1], removed}
 """
 _JOURNAL_BATCH: Final[int] = 1_000
+#: What the loading pointer holds while a process prepares an automatic restore (until the load
+#: takes its version id and replaces it).
+RESTORE_TOKEN_PREFIX: Final[str] = "restore-"
+# Take the loading pointer KEYS[2] (value ARGV[1], TTL ARGV[2] s) only if no version is active
+# (KEYS[1]) and no load holds it, atomically. Returns 1 when taken.
+_CLAIM_LUA: Final[str] = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 1 end
+return 0
+"""
+# Delete KEYS[1] when it holds one of ARGV (compare-and-delete: never another run's pointer).
+_RELEASE_LUA: Final[str] = """
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+for i = 1, #ARGV do
+  if value == ARGV[i] then return redis.call('DEL', KEYS[1]) end
+end
+return 0
+"""
 
 Progress = Callable[[str], None]
 
@@ -81,6 +108,9 @@ class SnapshotManifest:
     rfm_score_bounds: str
     members_file: Path
     recent_file: Path
+    #: the snapshot's tier ladder, lowest first (audiences code tiers by it)
+    tiers: tuple[str, ...] = ()
+    items_file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +123,8 @@ class MaterializeResult:
     removed_versions: tuple[str, ...]
     removed_keys: int
     seconds: dict[str, float] = field(default_factory=dict)
+    #: bytes of the audience tables stored with the version (0: none, no items.parquet)
+    audience_bytes: int = 0
 
 
 def read_manifest(folder: Path) -> SnapshotManifest:
@@ -134,6 +166,8 @@ def read_manifest(folder: Path) -> SnapshotManifest:
         files = {}
     members = str(files.get("members", "members.parquet"))
     recent = str(files.get("recent_purchases", "recent_purchases.parquet"))
+    items = folder / str(files.get("items", "items.parquet"))
+    tiers = manifest.get("tiers")
     return SnapshotManifest(
         folder=folder,
         as_of=as_of,
@@ -144,6 +178,8 @@ def read_manifest(folder: Path) -> SnapshotManifest:
         rfm_score_bounds=json.dumps(manifest["rfm_score_bounds"], separators=(",", ":")),
         members_file=folder / members,
         recent_file=folder / recent,
+        tiers=tuple(str(t) for t in tiers) if isinstance(tiers, list) else (),
+        items_file=items if items.is_file() else None,
     )
 
 
@@ -203,8 +239,11 @@ def materialize(
     chunk_members: int = DEFAULT_CHUNK_MEMBERS,
     cleanup: bool = True,
     progress: Progress | None = None,
+    on_begin: Callable[[str], None] | None = None,
 ) -> MaterializeResult:
-    """Load ``snapshot`` into ``store`` as a new version and make it the active one."""
+    """Load ``snapshot`` into ``store`` as a new version and make it the active one.
+
+    ``on_begin`` is called with the new version id as soon as the load has taken it."""
     step = progress or (lambda _msg: None)
     timings: dict[str, float] = {}
     clock = _Clock(timings)
@@ -219,9 +258,13 @@ def materialize(
         _read_parquet(manifest.recent_file, list(RECENT_COLUMNS)), manifest.recent_file
     )
     clock.lap("read")
+    tables = encode_columns(manifest, members, recent, step)
+    clock.lap("audience")
 
     try:
         version, previous = _begin(store, manifest, members.height)
+        if on_begin is not None:
+            on_begin(version)
         step(f"writing {members.height:,} profiles (version {version})")
         _write_profiles(store, version, members, manifest.as_of, chunk_members)
         clock.lap("profiles")
@@ -229,6 +272,10 @@ def materialize(
         recent_lists = _write_recent(store, version, recent, chunk_members)
         clock.lap("recent")
         store.client.hset(store.keys.meta(version), "recent_lists", recent_lists)
+        if tables is not None:
+            step(f"writing the audience tables ({tables.size:,} bytes)")
+            write_columns(store, version, tables, LOADING_TTL_SECONDS)
+            clock.lap("audience_write")
         step("replaying events received after the snapshot, then switching")
         replayed = _replay_and_switch(store, version, previous, manifest.as_of)
         clock.lap("switch")
@@ -249,6 +296,7 @@ def materialize(
         removed_versions=removed_versions,
         removed_keys=removed_keys,
         seconds=timings,
+        audience_bytes=0 if tables is None else tables.size,
     )
 
 
@@ -405,11 +453,43 @@ def remove_inactive_versions(store: RedisOnlineStore) -> tuple[tuple[str, ...], 
     return tuple(removed), count
 
 
+def restore_empty(
+    snapshot: Path, store: RedisOnlineStore, *, progress: Progress | None = None
+) -> MaterializeResult | None:
+    """Materialize ``snapshot`` into ``store`` if it has no active version and nobody is loading.
+
+    For a store that lost its data. Several processes may call this at once: each first runs
+    ``SET {root}:loading restore-<token> NX`` in one script with the check that no version is
+    active, so exactly one goes on; the others return None, as does a call while a version is
+    active or a ``recsys features materialize`` run is loading. The load then replaces the token
+    by its version id and keeps refreshing it, as every load does. On failure the pointer is
+    released (if it still holds this call's token or version), so that the next attempt need
+    not wait for its TTL.
+    """
+    k = store.keys
+    token = f"{RESTORE_TOKEN_PREFIX}{uuid.uuid4().hex}"
+    held = [token]
+    claim = store.client.register_script(_CLAIM_LUA)
+    try:
+        if not claim(keys=[k.active, k.loading], args=[token, LOADING_TTL_SECONDS]):
+            return None  # a version is active, another process restores, or a load runs
+    except redis.RedisError as exc:
+        raise store.unavailable(exc) from exc
+    try:
+        return materialize(snapshot, store, progress=progress, on_begin=held.append)
+    except BaseException:
+        with contextlib.suppress(redis.RedisError):  # else the server is gone: it expires
+            store.client.register_script(_RELEASE_LUA)(keys=[k.loading], args=held)
+        raise
+
+
 __all__ = [
     "DEFAULT_CHUNK_MEMBERS",
+    "RESTORE_TOKEN_PREFIX",
     "MaterializeResult",
     "SnapshotManifest",
     "materialize",
     "read_manifest",
     "remove_inactive_versions",
+    "restore_empty",
 ]

@@ -291,6 +291,11 @@ class RedisOnlineStore:
         self._contexts[version] = context
         return context
 
+    def forget_versions(self) -> None:
+        """Drop what :meth:`update_context` cached. Version ids start again at 1 when Redis
+        loses its data, so after a restore the same id may name another load."""
+        self._contexts.clear()
+
     def apply_purchase(self, event: PurchaseEvent) -> PurchaseUpdate:
         validate_event(event)
         return self.apply_to(event, None)

