@@ -7,15 +7,18 @@ train` runs ALS (64 factors, 15 iterations) with the weighting of training/confi
 100,000 test members, writes the bundle with its FAISS indexes and logs the run, the bundle and
 the registry entry to a temporary MLflow store. Target: under 180 s and 8 GiB.
 
-The feature snapshot as of the cutoff is a prerequisite built by `recsys features build` (issue
-3's job, timed here separately and reported, not counted); train reads it with ``--snapshot``,
+A fixed config: the test window is scored once, then the model is refit on every purchase
+and shipped (issue 10), so the run fits twice. The refit's feature snapshot (as of the day
+after the last purchase) is a prerequisite built by `recsys features build` (timed here
+separately and reported, not counted); train reads it with ``--snapshot``,
 which also lets it skip re-validating the dataset (the snapshot's manifest records the same
 source fingerprint and no rejected row).
 
 The baseline "bare implicit fit" runs in a second child process: it rebuilds the same
 confidence matrix (training.data, same config and snapshot) and times only
 ``implicit.cpu.als.AlternatingLeastSquares.fit`` with the same hyperparameters and threads.
-The ratio total / bare fit says what everything around the fit costs (aim: under 1.5x).
+The ratio total / bare fit says what everything around one fit costs (aim: under 3x, with the
+evaluation, the refit and the serving precompute).
 """
 
 from __future__ import annotations
@@ -33,10 +36,13 @@ from benchmarks.harness import Result, recsys, run_measured
 
 TARGET_S = 180.0
 TARGET_MIB = 8 * 1024.0
-RATIO_AIM = 1.5
+#: issue 10: evaluation, refit and the serving precompute within 3x a bare fit
+RATIO_AIM = 3.0
 #: the generator's data ends on 2025-12-31; the last 30 days are the test window
 CUTOFF = "2025-12-02"
 TEST_END = "2025-12-31"
+#: the refit (shipped) model learns from everything before this date: its snapshot's as-of
+REFIT_AS_OF = "2026-01-01"
 
 CONFIG = """
 name = "bench"
@@ -81,7 +87,8 @@ from feature_store.dataset import Dataset, read_raw, table_path
 from feature_store.offline import open_snapshot
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
 from training.config import load_config
-from training.data import SnapshotFrames, prepare, resolve_split
+from training.data import SnapshotFrames, prepare
+from training.windows import resolve_windows
 from engine.models.als import single_blas_thread
 from implicit.cpu.als import AlternatingLeastSquares
 
@@ -90,7 +97,7 @@ config = load_config(config_path)
 tables = [conform(read_raw(table_path(data_dir, s), s), s) for s in (MEMBERS, ITEMS, PURCHASES)]
 dataset = Dataset(*tables)
 snapshot = SnapshotFrames.from_snapshot(open_snapshot(snapshot_dir))
-split = resolve_split(config.split, dataset.purchases)
+split = resolve_windows(config.split, dataset.purchases).refit  # the shipped model's matrix
 data = prepare(dataset, snapshot, split, config.weights, config.blend)
 matrix = data.confidence(config.weights)
 p = dict(config.model.params)
@@ -129,13 +136,20 @@ def run(scale: str) -> list[Result]:
         load_before = _load()
         built = run_measured(
             recsys(
-                "features", "build", "--data", str(data), "--as-of", CUTOFF, "--out", str(snapshot)
+                "features",
+                "build",
+                "--data",
+                str(data),
+                "--as-of",
+                REFIT_AS_OF,
+                "--out",
+                str(snapshot),
             ),
             env=env,
         )
         results.append(
             Result(
-                name=f"features build as of {CUTOFF} (prerequisite, not counted)",
+                name=f"features build as of {REFIT_AS_OF} (prerequisite, not counted)",
                 seconds=built.median,
                 peak_rss_mib=built.peak_rss_mib,
                 target="informational",
