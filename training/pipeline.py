@@ -25,7 +25,6 @@ import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ from feature_store.policy import load_policy
 from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
 from training.comparisons import ablation_rows, evaluate_baselines, inert_weights
 from training.config import TrainConfig
-from training.data import Split
+from training.data import PreparedData, Split
 from training.evaluate import (
     EvalSet,
     EvaluationReport,
@@ -375,7 +374,7 @@ def _facts(
     options: TrainOptions,
     config: TrainConfig,
     windows: Windows,
-    data: Any,
+    data: PreparedData,
     eval_set: EvalSet,
     report: EvaluationReport,
     shipped: Shipped,
@@ -430,7 +429,7 @@ def _split_fingerprint(
     return f"sha256:{digest.hexdigest()[:32]}"
 
 
-def _catalog(catalogue: dict[str, npt.NDArray[Any]], data: Any) -> ItemCatalog:
+def _catalog(catalogue: dict[str, npt.NDArray[Any]], data: PreparedData) -> ItemCatalog:
     """The serving catalogue of the evaluated model: the bundle's item attributes, the
     trending prior as popularity (as the service builds it from a bundle)."""
     return catalog_from_attributes(
@@ -460,10 +459,6 @@ def _precompute(
 def _cores() -> int:
     """CPU cores this process may use (the precompute runs one thread per core)."""
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
-
-
-def run_name(config: TrainConfig) -> str:
-    return f"{config.name}-{config.model.kind}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
 
 
 __all__ = ["AblationRow", "Tracked", "TrainOptions", "TrainResult", "train"]
