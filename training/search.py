@@ -218,13 +218,25 @@ def search(
     return SearchResult(trials, objective, facts, best_raw, config)
 
 
+#: members above which personal-kNN's exact neighbour search (quadratic in members) is left out
+#: of the search: a trial cannot be interrupted, so one would outlast any budget
+PERSONAL_KNN_MAX_MEMBERS = 200_000
+
+
 def _families(families: tuple[str, ...], stage: Stage) -> tuple[str, ...]:
-    """The configured families, without EASE where the catalogue is beyond its exact size."""
+    """The configured families, without EASE where the catalogue is beyond its exact size and
+    without personal-kNN where the members are too many for its exact neighbour search."""
     from engine.models.ease import EASEParams
 
     n_items = int(stage.dataset.items.height)
+    n_members = int(stage.snapshot.members.height)
     limit = EASEParams().max_items
-    kept = tuple(f for f in families if f != "ease" or n_items <= limit)
+    kept = tuple(
+        f
+        for f in families
+        if (f != "ease" or n_items <= limit)
+        and (f != "personal_knn" or n_members <= PERSONAL_KNN_MAX_MEMBERS)
+    )
     return kept or ("als",)
 
 

@@ -270,3 +270,26 @@ def test_the_automatic_mode_picks_the_planted_winner(tmp_path: Path) -> None:
     assert result.search.best.objective > best_als + 0.1
     # and the win carries to the test window, scored once
     assert result.report.result("blend").value("ndcg", 10, "new") > 0.3
+
+
+def test_families_too_large_for_the_data_are_left_out_of_the_search(
+    synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """personal-kNN's exact neighbour search is quadratic in members and EASE's solve in items;
+    above their limits they are not tried (a trial cannot be interrupted by the budget)."""
+    import training.search
+
+    monkeypatch.setattr(training.search, "PERSONAL_KNN_MAX_MEMBERS", 10)
+    config = load_config(small_config(tmp_path, '"als", "personal_knn"', trials=4))
+    result = train(
+        TrainOptions(
+            data=synthetic_data, config=config, out=tmp_path / "out", auto=True, track=False
+        )
+    )
+    assert result.search is not None
+    assert result.search.facts.families == ("als",)
+    assert {t.name for t in result.search.trials} <= {
+        "als",
+        "own_frequent_then_bestsellers",
+        "als_plain",
+    }
