@@ -1,4 +1,4 @@
-"""Precomputing every member's serving list (engine.blend.Blender.precompute), old vs new.
+"""Precomputing every member's serving list (engine.blend_precompute.precompute), old vs new.
 
 What `recsys train` stores for serving ([bundle] precomputed_candidates = 50,
 precomputed_per_category = 10): each member's first 50 items of the blend, at most 10 of one
@@ -44,8 +44,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.harness import Result
-from engine.blend import Blender, BlendWeights, BundleRecommender, PrecomputedCandidates
+from engine.blend import Blender, BlendWeights
+from engine.blend_precompute import PrecomputedCandidates, precompute
 from engine.bundle import read_bundle
+from engine.bundle_recommender import BundleRecommender
 from engine.index import IndexConfig, build_index
 
 SCALES = {
@@ -163,15 +165,17 @@ def run(scale: str) -> list[Result]:
     threads = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
 
     def new() -> PrecomputedCandidates:
-        return blender.precompute(
-            WIDTH, categories=codes, per_category=PER_CATEGORY, threads=threads
+        return precompute(
+            blender, WIDTH, categories=codes, per_category=PER_CATEGORY, threads=threads
         )
 
     plain = copy.copy(blender)  # the same inputs (shared), the plain route for every list
     setattr(plain, "_pruned_search", lambda: None)  # noqa: B010 (a method, patched on a copy)
 
     def old() -> PrecomputedCandidates:
-        return plain.precompute(WIDTH, categories=codes, per_category=PER_CATEGORY, threads=threads)
+        return precompute(
+            plain, WIDTH, categories=codes, per_category=PER_CATEGORY, threads=threads
+        )
 
     times: dict[str, list[float]] = {"old": [], "new": []}
     cpu: dict[str, list[float]] = {"old": [], "new": []}

@@ -82,6 +82,7 @@ def member_id(i: int) -> str:
 def build_bundle(folder: Path, items: int, members: int, dim: int, seed: int = 5) -> Path:
     """A blend bundle with the item attributes serving needs (vectorized numpy, no training)."""
     from engine.blend import Blender, BlendWeights
+    from engine.blend_precompute import precompute
     from engine.bundle import write_bundle
     from engine.index import IndexConfig, build_index
 
@@ -126,9 +127,14 @@ def build_bundle(folder: Path, items: int, members: int, dim: int, seed: int = 5
     }
     # what `recsys train` stores ([bundle] precomputed_candidates): each member's top 50
     started = time.perf_counter()
-    precomputed = Blender(
-        member_vectors, item_vectors, history, trending, BlendWeights(**blend), index=index
-    ).precompute(PRECOMPUTED, categories=item_category, per_category=PER_CATEGORY)
+    precomputed = precompute(
+        Blender(
+            member_vectors, item_vectors, history, trending, BlendWeights(**blend), index=index
+        ),
+        PRECOMPUTED,
+        categories=item_category,
+        per_category=PER_CATEGORY,
+    )
     print(f"precomputed candidates of {members:,} members in {time.perf_counter() - started:.0f} s")
     write_bundle(
         folder,
@@ -180,7 +186,7 @@ def raw_size_mib(bundle: Path) -> float:
 
 def lists_size_mib(bundle: Path) -> float:
     """The precomputed candidate lists of the bundle, in MiB."""
-    from engine.blend import PRECOMPUTED_ARRAYS
+    from engine.blend_precompute import PRECOMPUTED_ARRAYS
 
     return sum((bundle / "arrays" / f"{n}.npy").stat().st_size for n in PRECOMPUTED_ARRAYS) / 2**20
 

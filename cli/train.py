@@ -261,7 +261,7 @@ def recommend_cmd(
     import polars as pl
 
     from cli.progress import steps
-    from engine.blend import BundleRecommender
+    from engine.bundle_recommender import BundleRecommender
     from training.tracking import resolve_bundle
 
     with _engine_errors(), steps("recommend") as step:

@@ -23,21 +23,21 @@ Each recommended item carries a *source*: the term with the largest weighted con
 model does not know (ranked by the trending array alone).
 
 :class:`Blender` does the arithmetic on dense member rows; evaluation (training), serving and
-batch export all rank through it. :class:`BundleRecommender` builds one from a model bundle
-(:mod:`engine.bundle`) and maps external ids, needing neither implicit nor LightFM. Everything is
-vectorized over a batch of members: no Python loop over members or items.
+batch export all rank through it. :class:`engine.bundle_recommender.BundleRecommender` builds
+one from a model bundle (:mod:`engine.bundle`) and maps external ids, needing neither implicit
+nor LightFM; :func:`engine.blend_precompute.precompute` computes every member's list for
+serving. Everything is vectorized over a batch of members: no Python loop over members or
+items.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from engine import blend_precompute
 from engine.blend_math import (
     BUY_AGAIN,
     ITEM_INDEX,
@@ -66,13 +66,11 @@ from engine.blend_math import (
     _trending,
     _unique_per_row,
 )
-from engine.blend_precompute import PRECOMPUTED_ARRAYS, PrecomputedCandidates
-from engine.bundle_recommender import BundleRecommender, Recommendations
 from engine.errors import InvalidInputError
 from engine.index import IndexConfig, VectorIndex, build_index
 from engine.precompute import NormOrderedItems
 
-#: Embedding search depths :meth:`Blender.precompute` tries before the whole candidate search.
+#: Embedding search depths :func:`engine.blend_precompute.precompute` tries before the whole candidate search.
 #: On the 20M benchmark bundle (blend weights 1 / 10 / 0.5, lists of 50 with at most 10 of a
 #: category) depth 99 decides 96.7% of the lists, the full 200 nearly all the rest.
 PRECOMPUTE_DEPTHS: tuple[int, ...] = (99,)
@@ -182,46 +180,6 @@ class Blender:
             start = stop
         return [_concat(part, k) for part in parts]
 
-    def precompute(
-        self,
-        width: int,
-        *,
-        categories: npt.ArrayLike | None = None,
-        per_category: int | None = None,
-        chunk: int = 4_096,
-        threads: int = 1,
-        progress: Callable[[int], None] | None = None,
-    ) -> PrecomputedCandidates:
-        """Every member's blended items, best first, for serving to read instead of searching
-        (:class:`PrecomputedCandidates`): the first ``width`` of the member's whole candidate
-        set in blend order, keeping at most ``per_category`` items of any one category
-        (``categories``: a code per item, ``-1`` for none, never capped). Without the cap a
-        list is the plain top ``width``; with it a list reaches further down the ranking, so
-        the serving diversity cap rarely exhausts it. Computed ``chunk`` members at a time, on
-        ``threads`` threads (FAISS and the large numpy steps release the GIL, FAISS runs one
-        OpenMP thread per worker); ``progress`` is told how many members are done.
-
-        The lists equal :meth:`rank` over the whole candidate set followed by the cap, computed
-        without scoring every item for every member (exact item index only; other indexes
-        take that plain route): each member's :data:`PRECOMPUTE_DEPTHS` best items by embedding
-        come from an exact search that skips the items too short to compete
-        (:class:`engine.precompute.NormOrderedItems`; the same scores as the index). A
-        candidate of :meth:`rank` deeper in the embedding order is neither bought nor among
-        the trending candidates, so it scores at most the blend of the next embedding score
-        and the best trending value outside the trending candidates (the same float
-        arithmetic, which is monotone); a list whose last item scores above that bound is
-        final, the others are redone deeper: the whole candidate search, then :meth:`rank`
-        itself. :attr:`precompute_stages` counts the lists each step decided."""
-        return blend_precompute.precompute(
-            self,
-            width,
-            categories=categories,
-            per_category=per_category,
-            chunk=chunk,
-            threads=threads,
-            progress=progress,
-        )
-
     def _precompute_depths(self) -> list[int]:
         """Embedding search depths tried in turn by :meth:`precompute` (at most the whole
         candidate search)."""
@@ -329,7 +287,6 @@ __all__ = [
     "BUY_AGAIN",
     "ITEM_INDEX",
     "MANIFEST_KEY",
-    "PRECOMPUTED_ARRAYS",
     "PRECOMPUTE_DEPTHS",
     "SOURCES",
     "SOURCE_BUY_AGAIN",
@@ -339,8 +296,5 @@ __all__ = [
     "TRENDING",
     "BlendWeights",
     "Blender",
-    "BundleRecommender",
-    "PrecomputedCandidates",
     "Ranking",
-    "Recommendations",
 ]

@@ -1,5 +1,5 @@
-"""The precomputed lists of :meth:`engine.blend.Blender.precompute`: every member's blended
-items, best first, for serving to read instead of searching.
+"""The precomputed lists of a :class:`~engine.blend.Blender` (:func:`precompute`): every
+member's blended items, best first, for serving to read instead of searching.
 
 Most lists are decided from a shallow exact embedding search (:mod:`engine.precompute`) and a
 bound on every deeper candidate; the rest are ranked by :meth:`engine.blend.Blender.rank` over
@@ -13,11 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from engine.blend import Blender
 from engine.blend_math import (
     _PAIRS_PER_CHUNK,
     FloatArray,
@@ -29,9 +30,6 @@ from engine.blend_math import (
 from engine.errors import InvalidInputError
 from engine.precompute import NormOrderedItems, capped_top, faiss_threads, product
 from engine.ranking import rank_within
-
-if TYPE_CHECKING:
-    from engine.blend import Blender
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +102,26 @@ def precompute(
     threads: int = 1,
     progress: Callable[[int], None] | None = None,
 ) -> PrecomputedCandidates:
-    """:meth:`Blender.precompute` of ``blender`` (see there): its lists, and its
-    :attr:`~engine.blend.Blender.precompute_stages` set to what each step decided."""
+    """Every member's blended items, best first, for serving to read instead of searching
+    (:class:`PrecomputedCandidates`): the first ``width`` of the member's whole candidate
+    set in blend order, keeping at most ``per_category`` items of any one category
+    (``categories``: a code per item, ``-1`` for none, never capped). Without the cap a
+    list is the plain top ``width``; with it a list reaches further down the ranking, so
+    the serving diversity cap rarely exhausts it. Computed ``chunk`` members at a time, on
+    ``threads`` threads (FAISS and the large numpy steps release the GIL, FAISS runs one
+    OpenMP thread per worker); ``progress`` is told how many members are done.
+
+    The lists equal :meth:`Blender.rank` over the whole candidate set followed by the cap, computed
+    without scoring every item for every member (exact item index only; other indexes
+    take that plain route): each member's :data:`PRECOMPUTE_DEPTHS` best items by embedding
+    come from an exact search that skips the items too short to compete
+    (:class:`engine.precompute.NormOrderedItems`; the same scores as the index). A
+    candidate of :meth:`Blender.rank` deeper in the embedding order is neither bought nor among
+    the trending candidates, so it scores at most the blend of the next embedding score
+    and the best trending value outside the trending candidates (the same float
+    arithmetic, which is monotone); a list whose last item scores above that bound is
+    final, the others are redone deeper: the whole candidate search, then :meth:`Blender.rank`
+    itself. :attr:`Blender.precompute_stages` counts the lists each step decided."""
     _check_k(width)
     codes = None
     if per_category is not None:

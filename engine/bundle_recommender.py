@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from engine.blend import Blender
 from engine.blend_math import (
     BUY_AGAIN,
     ITEM_INDEX,
@@ -29,9 +30,6 @@ from engine.bundle import Bundle, read_bundle
 from engine.errors import BundleError, InvalidInputError
 from engine.ids import IdMap, IdsLike
 from engine.index import VectorIndex
-
-if TYPE_CHECKING:
-    from engine.blend import Blender
 
 
 class BundleRecommender:
@@ -71,8 +69,6 @@ class BundleRecommender:
                 f"{bundle.path}: not a blend bundle, it lacks {', '.join(missing)}; "
                 "write it with the training pipeline (recsys train)"
             )
-        from engine.blend import Blender  # engine.blend re-exports this module
-
         try:
             weights = BlendWeights.from_dict(blend)
             index = bundle.indexes.get(ITEM_INDEX)

@@ -1,4 +1,4 @@
-"""Exact building blocks of :meth:`engine.blend.Blender.precompute` (every member's list).
+"""Exact building blocks of :func:`engine.blend_precompute.precompute` (every member's list).
 
 Scoring every member against every item is what made the precompute slow: 1M members x 100k
 items x 64 dims is 1.3e13 flops before any ranking. Two exact shortcuts avoid most of it:

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from engine.blend import Blender, BlendWeights, BundleRecommender
+from engine.blend import Blender, BlendWeights
 from engine.bundle import Bundle, read_bundle
+from engine.bundle_recommender import BundleRecommender
 from engine.errors import BundleError, InvalidInputError
 from engine.foldin import FoldIn
 from engine.index import IdFilter, IndexConfig, VectorIndex, build_index
@@ -265,12 +266,8 @@ class ServingModel:
     def _from_precomputed(
         self, asks: Sequence[Ask], rows: Sequence[int], tiers: Sequence[int]
     ) -> dict[int, Recommended] | None:
-        """Requests answered from the bundle's precomputed lists (``candidates_*`` arrays):
-        members of the bundle without recent events, no category filter, a policy that
-        excludes nothing for them (``keep``, or ``exclude_recent`` with no recent purchase),
-        ``k`` within the list width. The rules run vectorized over all of them
-        (:func:`engine.ranking.select_rows`); a list that cannot decide its request (too short
-        after the rules, or a category cut at precompute time) is left to the search path. None when the bundle has no precomputed lists."""
+        """The requests the precomputed lists decide
+        (:func:`serving.model_lanes.from_precomputed`)."""
         return model_lanes.from_precomputed(self, asks, rows, tiers)
 
     def _vector_of(self, ask: Ask, row: int) -> tuple[str, FloatArray] | None:
@@ -397,9 +394,7 @@ class ServingModel:
         members: Sequence[tuple[int, Overlay | None]],
         exclude_all: bool,
     ) -> list[RankedList]:
-        """The blend for members given by vectors (fold-in, features) and their histories
-        (bundle row, if any, plus the overlay's purchases), through one Blender for all of
-        them: building one costs a few sorts over the catalogue."""
+        """The blend for members given by vectors (:func:`serving.model_lanes.rank_vectors`)."""
         return model_lanes.rank_vectors(self, vectors, members, exclude_all)
 
     def _external(

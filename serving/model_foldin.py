@@ -6,21 +6,17 @@ from member features for members the bundle does not know (LightFM bundles).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.bundle import Bundle
 from engine.errors import BundleError
 from feature_store.online.profile import MemberProfile
-from serving.model_types import FloatArray, IntArray, Overlay
-
-if TYPE_CHECKING:
-    from serving.model import ServingModel
+from serving.model_types import FloatArray, IntArray, Overlay, ServedModel
 
 
 def overlay_from_lines(
-    model: ServingModel, member_id: str, item_ids: Sequence[str], quantities: Sequence[int]
+    model: ServedModel, member_id: str, item_ids: Sequence[str], quantities: Sequence[int]
 ) -> Overlay:
     """The overlay after the purchase lines reported since the snapshot.
 
@@ -37,7 +33,7 @@ def overlay_from_lines(
 
 
 def overlay_for(
-    model: ServingModel, member_id: str, items: IntArray, weights: FloatArray
+    model: ServedModel, member_id: str, items: IntArray, weights: FloatArray
 ) -> Overlay:
     """The overlay after purchases of ``items`` (dense ids, net confidences) since the snapshot.
 

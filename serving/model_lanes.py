@@ -6,29 +6,31 @@ the search lanes (the blend over bundle rows, or over vectors given by fold-in o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 import scipy.sparse as sp
 
-from engine.blend import PRECOMPUTED_ARRAYS, Blender
+from engine.blend import Blender
+from engine.blend_precompute import PRECOMPUTED_ARRAYS
 from engine.bundle import Bundle
 from engine.errors import BundleError
 from engine.ranking import RankedList, category_cap, select_rows
 from engine.served import candidate_width
-from serving.model_types import Ask, FloatArray, Overlay, PurchasedPolicy, Recommended
-
-if TYPE_CHECKING:
-    from serving.model import ServingModel
-
+from serving.model_types import (
+    Ask,
+    FloatArray,
+    Overlay,
+    PrecomputedLists,
+    PurchasedPolicy,
+    Recommended,
+    ServedModel,
+)
 
 # -- the precomputed-list lane -----------------------------------------------------------------------
 
 
 def from_precomputed(
-    model: ServingModel, asks: Sequence[Ask], rows: Sequence[int], tiers: Sequence[int]
+    model: ServedModel, asks: Sequence[Ask], rows: Sequence[int], tiers: Sequence[int]
 ) -> dict[int, Recommended] | None:
     """Requests answered from the bundle's precomputed lists (``candidates_*`` arrays):
     members of the bundle without recent events, no category filter, a policy that
@@ -82,20 +84,6 @@ def cap_or_k(k: int, cap: int | None) -> int:
     return k if cap is None else cap
 
 
-@dataclass(frozen=True, slots=True)
-class PrecomputedLists:
-    """A bundle's precomputed candidate lists (engine.blend.PrecomputedCandidates)."""
-
-    items: npt.NDArray[np.int32]
-    scores: FloatArray
-    sources: npt.NDArray[np.int8]
-    per_category: int | None
-
-    @property
-    def width(self) -> int:
-        return int(self.items.shape[1])
-
-
 def read_precomputed(bundle: Bundle) -> PrecomputedLists | None:
     """The bundle's precomputed candidate lists, checked against its member and item counts;
     None when it has none."""
@@ -125,7 +113,7 @@ def read_precomputed(bundle: Bundle) -> PrecomputedLists | None:
 # -- the search lanes ------------------------------------------------------------------------------
 
 
-def rank_rows(model: ServingModel, rows: Sequence[int], exclude_all: bool) -> list[RankedList]:
+def rank_rows(model: ServedModel, rows: Sequence[int], exclude_all: bool) -> list[RankedList]:
     indptr = model.blender.history.indptr
     dense = np.asarray(rows, dtype=np.int64)
     longest = int((indptr[dense + 1] - indptr[dense]).max())
@@ -139,7 +127,7 @@ def rank_rows(model: ServingModel, rows: Sequence[int], exclude_all: bool) -> li
 
 
 def rank_vectors(
-    model: ServingModel,
+    model: ServedModel,
     vectors: Sequence[FloatArray],
     members: Sequence[tuple[int, Overlay | None]],
     exclude_all: bool,
@@ -186,7 +174,6 @@ def rank_vectors(
 
 
 __all__ = [
-    "PrecomputedLists",
     "cap_or_k",
     "from_precomputed",
     "rank_rows",

@@ -6,14 +6,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from engine.blend import SOURCES
+from engine.blend import SOURCES, Blender, BlendWeights
+from engine.bundle import Bundle
+from engine.foldin import FoldIn
+from engine.ids import IdMap
+from engine.index import VectorIndex
+from engine.ranking import ItemCatalog, RankedList
 from engine.served import SOURCE_POPULAR_IN_TIER
 from feature_store.online.profile import MemberProfile
+from serving.settings import Settings
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -97,6 +103,44 @@ def bundle_id(path: Any) -> str:
     return digest[:16]
 
 
+@dataclass(frozen=True, slots=True)
+class PrecomputedLists:
+    """A bundle's precomputed candidate lists (engine.blend_precompute.PrecomputedCandidates)."""
+
+    items: npt.NDArray[np.int32]
+    scores: FloatArray
+    sources: npt.NDArray[np.int8]
+    per_category: int | None
+
+    @property
+    def width(self) -> int:
+        return int(self.items.shape[1])
+
+
+class ServedModel(Protocol):
+    """What the lanes (:mod:`serving.model_lanes`) and fold-in (:mod:`serving.model_foldin`)
+    read of a served model; :class:`serving.model.ServingModel` is the one implementation."""
+
+    bundle: Bundle
+    settings: Settings
+    blender: Blender
+    catalog: ItemCatalog
+    index: VectorIndex
+    item_vectors: FloatArray
+    trending: FloatArray
+    weights: BlendWeights
+    member_ids: IdMap
+    item_ids: IdMap
+    fold: FoldIn
+    _precomputed: PrecomputedLists | None
+
+    def _history_row(self, row: int) -> tuple[IntArray, FloatArray]: ...
+
+    def _external(
+        self, ranked: RankedList, basis: str, *, fallback: bool, tier: int
+    ) -> Recommended: ...
+
+
 __all__ = [
     "SERVING_SOURCES",
     "SOURCE_POPULAR",
@@ -108,7 +152,9 @@ __all__ = [
     "IntArray",
     "ModelInfo",
     "Overlay",
+    "PrecomputedLists",
     "PurchasedPolicy",
     "Recommended",
+    "ServedModel",
     "bundle_id",
 ]

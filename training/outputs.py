@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from engine.blend import BUY_AGAIN, ITEM_INDEX, MANIFEST_KEY, PRECOMPUTED_ARRAYS, TRENDING
+from engine.blend import BUY_AGAIN, ITEM_INDEX, MANIFEST_KEY, TRENDING
+from engine.blend_precompute import PRECOMPUTED_ARRAYS
 from engine.bundle import write_bundle
 from engine.index import VectorIndex
 from engine.models import ModelArtifacts

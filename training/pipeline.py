@@ -18,10 +18,8 @@ printing, progress goes through the ``progress`` callback.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
-import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
@@ -32,14 +30,14 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.blend import Blender
+from engine.blend_precompute import precompute
 from engine.ranking import ItemCatalog
 from engine.served import catalog_from_attributes
-from feature_store.dataset import Dataset, LoadOptions, load_dataset, read_raw, table_path
-from feature_store.offline import open_snapshot, source_fingerprint
+from feature_store.dataset import Dataset
 from feature_store.policy import load_policy
-from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
+from feature_store.toml_table import read_toml
 from training.comparisons import ablation_rows, evaluate_baselines, inert_weights
-from training.config import TrainConfig
+from training.config import ConfigError, TrainConfig
 from training.data import PreparedData, Split
 from training.evaluate import (
     EvalSet,
@@ -60,12 +58,11 @@ from training.outputs import (
     write_run_summary,
 )
 from training.search import SearchResult, search, write_search_report
-from training.stage import SnapshotSource, build_stage
+from training.stage import SnapshotSource, build_stage, load_source, split_fingerprint
 from training.tracking_run import RunTracking
 from training.windows import Windows, resolve_windows
 
 Progress = Callable[[str], None]
-_TABLES = (MEMBERS, ITEMS, PURCHASES)
 #: the report row of the served lists (the blend through the business rules, engine.served)
 SERVED = "served"
 
@@ -145,10 +142,13 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
     refit = start_config.split.refit
 
     with clock.step("load_s", "loading dataset"):
-        dataset, rejected_rows, data_fingerprint = _load(options, policy.tiers.names)
+        dataset, source = load_source(options.data, policy, options.snapshot)
         windows = resolve_windows(start_config.split, dataset.purchases)
-    source = SnapshotSource(options.data, policy, data_fingerprint, rejected_rows)
-    tracking = RunTracking.open(options, start_config) if _tracks(options) else None
+    tracking = (
+        RunTracking.open(options.tracking_uri, start_config, options.out, force=options.force)
+        if _tracks(options)
+        else None
+    )
     with ExitStack() as stack:
         if tracking is not None:
             stack.enter_context(tracking.run(mode="auto" if options.auto else "fixed"))
@@ -209,11 +209,10 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
             eval_set,
             report,
             shipped,
-            data_fingerprint,
-            rejected_rows,
+            source,
+            evaluated_snapshot,
             searched,
         )
-        facts["snapshot_fingerprint"] = evaluated_snapshot
         with clock.step("precompute_s", "precomputing each member's list for serving"):
             lists = _precompute(config, blender, catalogue, shipped.data.n_items)
         with clock.step("bundle_s", "writing the bundle"):
@@ -271,26 +270,6 @@ def _span(split: Split) -> str:
     return f"{split.cutoff_date} .. {split.test_last_day}"
 
 
-def _load(options: TrainOptions, tiers: tuple[str, ...]) -> tuple[Dataset, int, str]:
-    """The valid rows of the dataset, how many rows were rejected, and its fingerprint.
-
-    Validation is skipped only when it already happened on these exact bytes: the given
-    snapshot was built from files with the same fingerprint, rejected no row, and the tables
-    are Parquet in canonical form (their typed columns are read as they are).
-    """
-    files = [table_path(options.data, spec) for spec in _TABLES]
-    fingerprint = source_fingerprint(files)
-    if options.snapshot is not None and all(f.suffix == ".parquet" for f in files):
-        manifest = open_snapshot(options.snapshot).manifest
-        if manifest.get("source_fingerprint") == fingerprint and manifest.get("rejected_rows") == 0:
-            frames = [
-                conform(read_raw(f, spec), spec) for f, spec in zip(files, _TABLES, strict=True)
-            ]
-            return Dataset(*frames), 0, fingerprint
-    loaded = load_dataset(options.data, LoadOptions(tiers=tiers))
-    return loaded.dataset, loaded.report.rejected_count, fingerprint
-
-
 def _search(
     options: TrainOptions,
     windows: Windows,
@@ -304,7 +283,7 @@ def _search(
     path = config.source
     if path is None or not path.is_file():
         raise ValueError("the automatic mode needs a starting config read from a TOML file")
-    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw, _ = read_toml(path, "training config", ConfigError)
     stage = build_stage(
         "validation",
         dataset,
@@ -378,16 +357,19 @@ def _facts(
     eval_set: EvalSet,
     report: EvaluationReport,
     shipped: Shipped,
-    data_fingerprint: str,
-    rejected_rows: int,
+    source: SnapshotSource,
+    evaluated_snapshot: str,
     searched: SearchResult | None,
 ) -> dict[str, Any]:
     split = windows.test
     refit = config.split.refit
     facts: dict[str, Any] = {
         "mode": "auto" if options.auto else "fixed",
-        "data_fingerprint": data_fingerprint,
-        "split_fingerprint": _split_fingerprint(data_fingerprint, split, eval_set, config),
+        "data_fingerprint": source.data_fingerprint,
+        "snapshot_fingerprint": evaluated_snapshot,
+        "split_fingerprint": split_fingerprint(
+            source.data_fingerprint, split, eval_set.rows, config.evaluation.seed
+        ),
         "cutoff": split.cutoff_date,
         "test_last_day": split.test_last_day,
         "windows": windows.describe(),
@@ -402,7 +384,7 @@ def _facts(
         "test_members": report.test_members,
         "evaluated_all": report.members["all"],
         "evaluated_new": report.members["new"],
-        "rejected_rows": rejected_rows,
+        "rejected_rows": source.rejected_rows,
     }
     if searched is not None:
         best, baseline = searched.best, searched.baseline_best()
@@ -415,18 +397,6 @@ def _facts(
             "best_baseline_objective": round(baseline.objective, 6) if baseline else None,
         }
     return facts
-
-
-def _split_fingerprint(
-    data_fingerprint: str, split: Split, eval_set: EvalSet, config: TrainConfig
-) -> str:
-    """Same data, same split instants, same evaluated members: same fingerprint."""
-    digest = hashlib.sha256()
-    digest.update(data_fingerprint.encode())
-    seed = config.evaluation.seed
-    digest.update(f"|{split.cutoff.isoformat()}|{split.test_end.isoformat()}|{seed}|".encode())
-    digest.update(np.ascontiguousarray(eval_set.rows).tobytes())
-    return f"sha256:{digest.hexdigest()[:32]}"
 
 
 def _catalog(catalogue: dict[str, npt.NDArray[Any]], data: PreparedData) -> ItemCatalog:
@@ -452,7 +422,9 @@ def _precompute(
     names, codes = np.unique(catalogue["item_category"], return_inverse=True)
     codes = np.where(names[codes] == "", -1, codes)
     per_category = config.bundle.precomputed_per_category or None
-    lists = blender.precompute(width, categories=codes, per_category=per_category, threads=_cores())
+    lists = precompute(
+        blender, width, categories=codes, per_category=per_category, threads=_cores()
+    )
     return lists.arrays()
 
 

@@ -3,7 +3,7 @@
 :meth:`training.run_logging.TrackedRun.log_bundle` packages a bundle folder as an MLflow "model
 from code": the model's code is :data:`LOADER_SOURCE` (it builds :class:`MemberRecsModel`), the
 bundle is the model artifact ``bundle``. Nothing is pickled; loading needs this package
-installed. Recommendations go through :class:`engine.blend.BundleRecommender`, the code path
+installed. Recommendations go through :class:`engine.bundle_recommender.BundleRecommender`, the code path
 serving uses.
 
 Input: a DataFrame with a ``member_id`` column (or a list / array / Series of member ids).
@@ -26,7 +26,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from engine.blend import BundleRecommender
+from engine.bundle_recommender import BundleRecommender
 from training.tracking_store import BUNDLE_ARTIFACT
 
 MEMBER_ID = "member_id"

@@ -58,9 +58,6 @@ BASELINE_TRIALS: Final[dict[str, dict[str, Scalar]]] = {
     },
 }
 
-#: keys a trial resets to the starting config's defaults before its values apply
-_RESET: Final[tuple[str, ...]] = ("model",)
-
 
 @dataclass(frozen=True, slots=True)
 class SpaceFacts:
@@ -213,8 +210,6 @@ def apply_values(
         kept = {k: v for k, v in model["params"].items() if k in ("random_state", "num_threads")}
     kind = values.get("model.kind")
     if kind is not None and (not isinstance(model, dict) or model.get("kind") != kind):
-        for key in _RESET:
-            out.pop(key, None)
         out["model"] = {"kind": kind, "params": _threads_and_seed(str(kind), kept)}
     # tier multipliers of a trial replace the starting ones, never mix with them
     if any(key.startswith("weights.tier.") for key in values):

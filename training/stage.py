@@ -10,16 +10,20 @@ never re-reads the data.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from feature_store.dataset import Dataset
+import numpy as np
+
+from feature_store.dataset import Dataset, LoadOptions, load_dataset, read_raw, table_path
 from feature_store.errors import DataError
 from feature_store.offline import FeatureTables, build_features, source_fingerprint
 from feature_store.policy import FeaturePolicy
+from feature_store.schema import ITEMS, MEMBERS, PURCHASES, conform
 from feature_store.snapshot import open_snapshot, snapshot_manifest, write_snapshot
 from training.config import EvaluationConfig, TrainConfig
 from training.data import PreparedData, SnapshotFrames, Split, prepare
@@ -81,6 +85,41 @@ class Stage:
                 )
             self._eval_sets[key] = found
         return found
+
+
+def load_source(
+    data_dir: Path, policy: FeaturePolicy, snapshot: Path | None = None
+) -> tuple[Dataset, SnapshotSource]:
+    """The valid rows of the dataset and where stages build their snapshots from (with the
+    data's fingerprint and how many rows validation rejected).
+
+    Validation is skipped only when it already happened on these exact bytes: ``snapshot``
+    was built from files with the same fingerprint, rejected no row, and the tables are Parquet
+    in canonical form (their typed columns are read as they are).
+    """
+    specs = (MEMBERS, ITEMS, PURCHASES)
+    files = [table_path(data_dir, spec) for spec in specs]
+    fingerprint = source_fingerprint(files)
+    if snapshot is not None and all(f.suffix == ".parquet" for f in files):
+        manifest = open_snapshot(snapshot).manifest
+        if manifest.get("source_fingerprint") == fingerprint and manifest.get("rejected_rows") == 0:
+            frames = [
+                conform(read_raw(f, spec), spec) for f, spec in zip(files, specs, strict=True)
+            ]
+            return Dataset(*frames), SnapshotSource(data_dir, policy, fingerprint, 0)
+    loaded = load_dataset(data_dir, LoadOptions(tiers=policy.tiers.names))
+    source = SnapshotSource(data_dir, policy, fingerprint, loaded.report.rejected_count)
+    return loaded.dataset, source
+
+
+def split_fingerprint(data_fingerprint: str, split: Split, rows: Any, seed: int) -> str:
+    """Same data, same window instants, same evaluated members: same fingerprint (what the
+    promotion gate and the tuning trials compare)."""
+    digest = hashlib.sha256()
+    digest.update(data_fingerprint.encode())
+    digest.update(f"|{split.cutoff.isoformat()}|{split.test_end.isoformat()}|{seed}|".encode())
+    digest.update(np.ascontiguousarray(rows).tobytes())
+    return f"sha256:{digest.hexdigest()[:32]}"
 
 
 def build_stage(
@@ -154,4 +193,11 @@ def _preparation_key(config: TrainConfig) -> tuple[Any, ...]:
     )
 
 
-__all__ = ["SnapshotSource", "Stage", "build_stage", "write_cutoff_snapshot"]
+__all__ = [
+    "SnapshotSource",
+    "Stage",
+    "build_stage",
+    "load_source",
+    "split_fingerprint",
+    "write_cutoff_snapshot",
+]

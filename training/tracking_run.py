@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +18,6 @@ from training.evaluate import EvaluationReport
 from training.outputs import MAIN, AblationRow, Tracked, popularity
 
 if TYPE_CHECKING:
-    from training.pipeline import TrainOptions
     from training.run_logging import TrackedRun
     from training.search import SearchResult, SearchTrial
     from training.tracking import Tracker
@@ -29,18 +28,22 @@ SEARCH_PARAMS = "search.optuna_params"
 
 @dataclass
 class RunTracking:
-    options: TrainOptions
     tracker: Tracker
     start: TrainConfig
+    #: the run folder (its search/ folder is logged)
+    out: Path
+    #: promote even if the gate refuses (recorded)
+    force: bool = False
     parent: TrackedRun | None = None
-    trial_runs: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, options: TrainOptions, start: TrainConfig) -> RunTracking:
+    def open(
+        cls, tracking_uri: str | None, start: TrainConfig, out: Path, *, force: bool
+    ) -> RunTracking:
         from training.tracking import Tracker
 
-        tracker = Tracker(options.tracking_uri, experiment=start.tracking.experiment)
-        return cls(options, tracker, start)
+        tracker = Tracker(tracking_uri, experiment=start.tracking.experiment)
+        return cls(tracker, start, out, force)
 
     @contextmanager
     def run(self, mode: str) -> Iterator[TrackedRun]:
@@ -74,7 +77,6 @@ class RunTracking:
             run.log_params(config.params())
             run.log_params({f"search.{key}": value for key, value in trial.values.items()})
             run.log_metrics({**trial.metrics, "search/objective": trial.objective})
-            self.trial_runs.append(run.run_id)
             return run.run_id
 
     def finish(
@@ -121,7 +123,7 @@ class RunTracking:
             run.log_params({"search.chosen": best.name, "search.chosen_trial": best.number})
             if best.params:
                 run.log_params({SEARCH_PARAMS: json.dumps(best.params, sort_keys=True)})
-            run.log_artifact(self.options.out / "search")
+            run.log_artifact(self.out / "search")
         run.log_metrics(metrics)
         if self.start.source is not None and self.start.source.is_file():
             run.log_artifact(self.start.source, "config")
@@ -139,7 +141,7 @@ class RunTracking:
         run_id = run.run_id
         if version is not None and config.tracking.promote:
             outcome = self.tracker.promote(
-                version, metric=config.evaluation.metric, force=self.options.force
+                version, metric=config.evaluation.metric, force=self.force
             )
             promoted, reason = outcome.promoted, outcome.reason
         return Tracked(run_id=run_id, version=version, promoted=promoted, promotion_reason=reason)

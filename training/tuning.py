@@ -205,31 +205,16 @@ def tune(
 
 def _validation_stage(options: TuneOptions, base: TrainConfig) -> tuple[Any, str]:
     """The validation stage every trial is scored on (never the test window), and a
-    fingerprint of it (data, windows and evaluated members) that all trials share."""
-    import hashlib
-
-    from feature_store.dataset import LoadOptions, load_dataset, table_path
-    from feature_store.offline import source_fingerprint
+    fingerprint of it (data, window and evaluated members) that all trials share."""
     from feature_store.policy import load_policy
-    from feature_store.schema import ITEMS, MEMBERS, PURCHASES
-    from training.stage import SnapshotSource, build_stage
+    from training.stage import build_stage, load_source, split_fingerprint
     from training.windows import resolve_windows
 
-    policy = load_policy(base.policy)
-    loaded = load_dataset(options.data, LoadOptions(tiers=policy.tiers.names))
-    files = [table_path(options.data, spec) for spec in (MEMBERS, ITEMS, PURCHASES)]
-    data_fingerprint = source_fingerprint(files)
-    windows = resolve_windows(base.split, loaded.dataset.purchases)
-    source = SnapshotSource(options.data, policy, data_fingerprint, loaded.report.rejected_count)
-    stage = build_stage(
-        "validation", loaded.dataset, windows.validation, source, options.out / "snapshot"
-    )
+    dataset, source = load_source(options.data, load_policy(base.policy))
+    validation = resolve_windows(base.split, dataset.purchases).validation
+    stage = build_stage("validation", dataset, validation, source, options.out / "snapshot")
     rows = stage.eval_set(stage.prepared(base), base.evaluation).rows
-    digest = hashlib.sha256(data_fingerprint.encode())
-    digest.update(f"|validation|{windows.validation.cutoff.isoformat()}|".encode())
-    digest.update(f"{windows.validation.test_end.isoformat()}|".encode())
-    digest.update(rows.tobytes())
-    return stage, f"sha256:{digest.hexdigest()[:32]}"
+    return stage, split_fingerprint(source.data_fingerprint, validation, rows, base.evaluation.seed)
 
 
 def _train_best(options: TuneOptions, result: TuneResult) -> None:

@@ -45,16 +45,14 @@ from scipy.linalg import lapack
 
 from engine.errors import InvalidInputError
 from engine.models.base import (
-    FloatArray,
-    IndexArray,
     ModelArtifacts,
     TrainData,
-    not_fitted,
     require_float,
     require_int,
 )
 from engine.models.factor_form import (
     ProductScores,
+    ServedAsFactors,
     factor_form,
     fits_in_memory,
     gib,
@@ -94,7 +92,7 @@ class EASEParams:
             require_int("ease", "dims", self.dims, low=0)
 
 
-class EASEModel:
+class EASEModel(ServedAsFactors):
     """EASE item x item regression, served as member and item vectors."""
 
     kind = "ease"
@@ -122,18 +120,6 @@ class EASEModel:
             member_vectors=form.member_vectors,
             item_vectors=form.item_vectors,
         )
-
-    def score(self, member_rows: IndexArray, history: sp.csr_matrix) -> FloatArray:
-        """Scores of the served vectors (``history`` is only checked; see the module doc)."""
-        if self._artifacts is None:
-            raise not_fitted(self.kind)
-        return self._artifacts.score(member_rows, history)
-
-    def export(self) -> ModelArtifacts:
-        """The served vectors (shared with the model, not copied: they can be large)."""
-        if self._artifacts is None:
-            raise not_fitted(self.kind)
-        return self._artifacts
 
 
 def solve_dtype(n_items: int, max_items: int) -> type[np.floating]:

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from engine.errors import InvalidInputError
-from engine.models.base import FloatArray
+from engine.models.base import FloatArray, IndexArray, ModelArtifacts, not_fitted
 
 Float64Array = NDArray[np.float64]
 
@@ -281,11 +281,33 @@ def _dense_as(matrix: Any, dtype: np.dtype[Any]) -> NDArray[Any]:
     return np.asarray(matrix, dtype=dtype)
 
 
+class ServedAsFactors:
+    """What models served through their factor form share: once fitted they hold the exported
+    artifacts, and ``score`` is the score of those served vectors (so parity with the export
+    holds by construction). Subclasses set ``kind`` and fill ``_artifacts`` in ``fit``."""
+
+    kind: str
+    _artifacts: ModelArtifacts | None = None
+
+    def score(self, member_rows: IndexArray, history: sp.csr_matrix) -> FloatArray:
+        """Scores of the served vectors (``history`` is only checked; see the module doc)."""
+        if self._artifacts is None:
+            raise not_fitted(self.kind)
+        return self._artifacts.score(member_rows, history)
+
+    def export(self) -> ModelArtifacts:
+        """The served vectors (shared with the model, not copied: they can be large)."""
+        if self._artifacts is None:
+            raise not_fitted(self.kind)
+        return self._artifacts
+
+
 __all__ = [
     "EXACT_MAX_CELLS",
     "EXACT_MAX_ITEMS",
     "FactorForm",
     "ProductScores",
+    "ServedAsFactors",
     "available_memory_bytes",
     "check_memory",
     "factor_form",

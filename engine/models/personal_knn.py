@@ -50,16 +50,14 @@ from numpy.typing import NDArray
 
 from engine.errors import InvalidInputError
 from engine.models.base import (
-    FloatArray,
-    IndexArray,
     ModelArtifacts,
     TrainData,
-    not_fitted,
     require_float,
     require_int,
 )
 from engine.models.factor_form import (
     ProductScores,
+    ServedAsFactors,
     factor_form,
     resolve_dims,
     top_right_singular_vectors,
@@ -116,7 +114,7 @@ class PersonalKNNParams:
         require_int("personal_knn", "num_threads", self.num_threads, low=0)
 
 
-class PersonalKNNModel:
+class PersonalKNNModel(ServedAsFactors):
     """Own plus neighbours' normalised frequencies, served as member and item vectors."""
 
     kind = "personal_knn"
@@ -155,18 +153,6 @@ class PersonalKNNModel:
             item_vectors=form.item_vectors,
             exclude_history=False,
         )
-
-    def score(self, member_rows: IndexArray, history: sp.csr_matrix) -> FloatArray:
-        """Scores of the served vectors (``history`` is only checked; see the module doc)."""
-        if self._artifacts is None:
-            raise not_fitted(self.kind)
-        return self._artifacts.score(member_rows, history)
-
-    def export(self) -> ModelArtifacts:
-        """The served vectors (shared with the model, not copied: they can be large)."""
-        if self._artifacts is None:
-            raise not_fitted(self.kind)
-        return self._artifacts
 
 
 def l1_rows(matrix: sp.csr_matrix) -> sp.csr_matrix:

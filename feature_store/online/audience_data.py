@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Final, Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import polars as pl
 import redis
@@ -39,11 +39,9 @@ from feature_store.member_columns import (
 )
 from feature_store.online.bulk import AUDIENCE_TABLES, audience_tables, parquet_bytes
 from feature_store.online.errors import OnlineStoreError
+from feature_store.online.snapshot_manifest import SnapshotManifest
 from feature_store.online.store import RedisOnlineStore, as_text
 from feature_store.redis_keys import RedisKeys
-
-if TYPE_CHECKING:
-    from feature_store.online.materialize import SnapshotManifest
 
 T = TypeVar("T")
 

@@ -19,9 +19,10 @@ from engine.blend import (
     TRENDING,
     Blender,
     BlendWeights,
-    BundleRecommender,
 )
+from engine.blend_precompute import precompute
 from engine.bundle import write_bundle
+from engine.bundle_recommender import BundleRecommender
 from engine.errors import BundleError, InvalidInputError
 from engine.index import IndexConfig, build_index
 
@@ -250,7 +251,8 @@ def test_precompute_equals_rank_then_cap_on_tied_data(
 ) -> None:
     """Exact arithmetic, so every float must match: items, scores and sources."""
     blender, codes = _tied_blender(width, weights)
-    lists = blender.precompute(
+    lists = precompute(
+        blender,
         width,
         categories=codes if per_category else None,
         per_category=per_category,
@@ -283,7 +285,7 @@ def test_precompute_equals_rank_then_cap_on_skewed_float_vectors() -> None:
     codes = rng.integers(-1, 12, size=n_items)
     weights = BlendWeights(buy_again=10.0, trending=0.5)
     blender = Blender(members, items, history, trending, weights)
-    lists = blender.precompute(50, categories=codes, per_category=10, chunk=256, threads=2)
+    lists = precompute(blender, 50, categories=codes, per_category=10, chunk=256, threads=2)
     expected = _plain_lists(blender, 50, codes, 10)
     np.testing.assert_array_equal(lists.items, expected[0])
     np.testing.assert_array_equal(lists.sources, expected[2])
@@ -305,7 +307,7 @@ def test_precompute_without_an_exact_search_takes_the_plain_ranking(kind: str) -
     else:
         weights = BlendWeights(embedding=0.0, buy_again=1.0, trending=1.0, candidates=50)
         blender, codes = _tied_blender(3, weights)
-    lists = blender.precompute(20, categories=codes, per_category=2)
+    lists = precompute(blender, 20, categories=codes, per_category=2)
     expected = _plain_lists(blender, 20, codes, 2)
     np.testing.assert_array_equal(lists.items, expected[0])
     np.testing.assert_array_equal(lists.scores, expected[1])

@@ -47,6 +47,7 @@ import scipy.sparse as sp
 from starlette.testclient import TestClient
 
 from engine.blend import Blender, BlendWeights
+from engine.blend_precompute import precompute
 from engine.bundle import write_bundle
 from engine.index import IndexConfig, build_index
 from feature_store.online import connect, materialize
@@ -127,8 +128,8 @@ def write_test_bundle(
     if precomputed:
         blender = Blender(members, items, history, trending, BlendWeights(**BLEND), index=index)
         codes = np.unique([r[1] for r in ITEMS], return_inverse=True)[1]
-        lists = blender.precompute(
-            precomputed, categories=codes, per_category=per_category
+        lists = precompute(
+            blender, precomputed, categories=codes, per_category=per_category
         ).arrays()
     return write_bundle(
         path,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.blend import BundleRecommender
+from engine.bundle_recommender import BundleRecommender
 from feature_store.policy import load_policy
 from serving.model import Ask, PurchasedPolicy, ServingModel
 from serving.model_source import resolve_model

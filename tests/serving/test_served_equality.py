@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.blend import BundleRecommender
+from engine.bundle_recommender import BundleRecommender
 from feature_store.online.profile import MemberProfile
 from feature_store.policy import load_policy
 from feature_store.synthetic import SynthConfig, write_synthetic

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from engine.blend import BundleRecommender
+from engine.bundle_recommender import BundleRecommender
 from training.config import load_config
 from training.pipeline import TrainOptions, TrainResult, train
 
@@ -267,7 +267,7 @@ def test_bundle_carries_the_item_attributes_serving_rules_need(
 def test_bundle_carries_each_members_precomputed_blend_list(first_run: TrainResult) -> None:
     """What serving reads instead of searching: each member's blend ranking, at most
     ``precomputed_per_category`` items of one category, first ``precomputed_candidates``."""
-    from engine.blend import PRECOMPUTED_ARRAYS
+    from engine.blend_precompute import PRECOMPUTED_ARRAYS
     from engine.bundle import read_bundle
 
     bundle = read_bundle(first_run.bundle)

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.blend import BundleRecommender
+from engine.bundle_recommender import BundleRecommender
 from feature_store.errors import DataError
 from training.config import SearchConfig, SplitConfig, load_config
 from training.pipeline import TrainOptions, TrainResult, train
