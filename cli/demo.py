@@ -71,10 +71,22 @@ def _as_of(dataset: Path) -> date:
     return datetime.fromisoformat(last).date() + timedelta(days=1)
 
 
+def _current_snapshot(snapshot: Path) -> bool:
+    """A snapshot of this version of recsys is there (an older format is rebuilt)."""
+    from feature_store.snapshot import FORMAT_VERSION, MANIFEST
+
+    try:
+        manifest = json.loads((snapshot / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("format_version") == FORMAT_VERSION
+
+
 def _features(dataset: Path, snapshot: Path, fresh: bool) -> None:
     from feature_store.offline import build_snapshot
+    from feature_store.value.report import write_value_report
 
-    if (snapshot / "manifest.json").is_file() and not fresh:
+    if _current_snapshot(snapshot) and not fresh:
         console.log(f"feature snapshot already there: {snapshot}")
         return
     as_of = _as_of(dataset)
@@ -82,6 +94,26 @@ def _features(dataset: Path, snapshot: Path, fresh: bool) -> None:
         result = build_snapshot(dataset, as_of, snapshot, progress=step)
     counts = ", ".join(f"{k} {v:,}" for k, v in result.row_counts.items())
     typer.echo(f"feature snapshot {snapshot}: {counts}")
+    typer.echo(f"member value report: {write_value_report(snapshot)['markdown']}")
+
+
+def _member_value(snapshot: Path, out: Path) -> None:
+    """The early-warning list a loyalty team works from: valuable members slipping away."""
+    from cli.members import at_risk_cmd
+    from feature_store.offline import open_snapshot
+    from feature_store.value.at_risk import manifest_value
+
+    snap = open_snapshot(snapshot)
+    params, _ = manifest_value(snap.manifest, str(snapshot))
+    if params is None:
+        entry = snap.manifest.get("value_model")
+        note = entry.get("note") if isinstance(entry, dict) else None
+        typer.echo(f"member value: no model in the snapshot ({note})")
+        return
+    typer.echo("\nmember value: the early-warning list (recsys members at-risk)")
+    at_risk_cmd(
+        snapshot=snapshot, out=out / "at_risk.csv", top=None, min_clv=None, below=None, as_of=None
+    )
 
 
 def _materialize(snapshot: Path, redis_url: str) -> None:
@@ -169,6 +201,7 @@ def run_demo(out: Path, fresh: bool, size: tuple[int, int, int]) -> None:
     _validate(dataset)
     _summary(dataset)
     _features(dataset, snapshot, fresh)
+    _member_value(snapshot, out)
     _materialize(snapshot, redis_url)
     _train(dataset, out / "runs")
 

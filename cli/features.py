@@ -69,6 +69,25 @@ def build_cmd(
             f"  CRM tier agrees with the policy for {agreement.agreeing:,} of "
             f"{agreement.crm_members:,} members ({100 * agreement.rate:.1f}%)"
         )
+    _value_summary(result.snapshot.manifest)
+    from feature_store.value.report import write_value_report
+
+    page = write_value_report(result.snapshot.path)
+    typer.echo(f"  member value report: {page['markdown']}")
+
+
+def _value_summary(manifest: dict[str, object]) -> None:
+    entry = manifest.get("value_model")
+    if not isinstance(entry, dict):
+        return
+    params = entry.get("params")
+    if isinstance(params, dict):
+        typer.echo(
+            f"  member value: BG/NBD + Gamma-Gamma fitted on {params['n_members']:,} members "
+            f"in {params['fit_seconds']:.1f}s"
+        )
+    else:
+        typer.echo(f"  member value: none ({entry.get('note')})")
 
 
 @app.command("materialize")

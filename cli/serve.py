@@ -29,14 +29,16 @@ def _examples(host: str, port: int, keyed: bool, member: str, item: str) -> list
     return [
         f"curl -s{auth} '{base}/v1/members/{member}/recommendations?k=10'",
         f"curl -s{auth} '{base}/v1/items/{item}/similar?k=10'",
-        f"curl -s{auth} '{base}/v1/members/{member}/profile'",
+        f"curl -s{auth} '{base}/v1/members/{member}/profile'   # with its value: p_alive, clv",
+        f"curl -s{auth} '{base}/v1/members/at-risk?top=20'   # valuable members slipping away",
         f"curl -s{auth} -X POST '{base}/v1/events' -H 'Content-Type: application/json' -d "
         f'\'{{"events": [{{"event_id": "e-1", "member_id": "{member}", "order_id": '
         f'"o-1", "item_id": "{item}", "ts": "2024-06-10T12:00:00", "quantity": 1, '
         f'"amount": 9.5}}]}}\'',
         f"curl -s{auth} -X POST '{base}/v1/audiences' -H 'Content-Type: application/json' -d "
         f'\'{{"name": "demo", "seed": {{"items": ["{item}"]}}, "filters": {{"tiers": '
-        f'["gold", "platinum", "diamond"]}}, "size": {{"top_n": 1000}}}}\'',
+        f'["gold", "platinum", "diamond"], "clv": {{"top_percent": 20}}}}, "size": '
+        f'{{"top_n": 1000, "rank_by": "expected_value"}}}}\'',
         f"curl -s{auth} '{base}/v1/audiences/AUDIENCE_ID/export.csv' -o audience.csv",
         f"curl -s{auth} -X POST '{base}/v1/models/reload'",
         f"curl -s '{base}/readyz'   # docs: {base}/docs",

@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Final
+from dataclasses import replace
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -116,6 +117,9 @@ class AudienceScorer:
             "birth_month",
             "points",
             "joined_at",
+            "p_alive",
+            "clv",
+            "expected_spend",
         ):
             if np.shape(getattr(attributes, what)) != (n,):
                 raise InvalidInputError(
@@ -279,8 +283,23 @@ class AudienceScorer:
         n_scored = int(population.size)
         counts["scored"] = n_scored
 
-        k = audience_size(definition.size, scores)
-        chosen = top_positions(scores, k)
+        a = self._attributes
+        ranking = _ranking_key(definition.size, scores, np.asarray(a.expected_spend)[population])
+        if ranking is None:
+            k = audience_size(definition.size, scores)
+            chosen = top_positions(scores, k)
+            top_keys = scores[chosen]
+        else:
+            # min_score tests the audience score; top_n / top_percent cut the ranking order
+            passing = (
+                np.flatnonzero(scores.astype(np.float64) >= definition.size.min_score)
+                if definition.size.min_score is not None
+                else np.arange(n_scored, dtype=np.int64)
+            )
+            k = audience_size(replace(definition.size, min_score=None), scores[passing])
+            k = min(k, int(passing.size))
+            chosen = passing[top_positions(ranking[passing], k)]
+            top_keys = ranking[chosen]
         rows = population[chosen]
         top_scores = scores[chosen]
         counts["selected"] = int(rows.size)
@@ -294,13 +313,12 @@ class AudienceScorer:
                 f"{counts['unscored']:,} eligible members have no vector in the model and are "
                 "not in the audience (unscored)"
             )
-        a = self._attributes
         return Audience(
             rows=rows.astype(np.int64),
             member_ids=np.asarray(a.member_ids)[rows],
             scores=top_scores.astype(np.float32),
             ranks=np.arange(1, rows.size + 1, dtype=np.int64),
-            percentiles=percentiles(top_scores, n_scored),
+            percentiles=percentiles(top_keys, n_scored),
             tiers=self._tier_labels[np.asarray(a.tier_codes)[rows]],
             segments=self._segment_labels[np.asarray(a.segment_codes)[rows]],
             lifecycles=self._lifecycle_labels[np.asarray(a.lifecycle_codes)[rows]],
@@ -313,6 +331,19 @@ class AudienceScorer:
             warnings=tuple(warnings),
             seed_summary=resolved.summary,
         )
+
+
+def _ranking_key(
+    size: Size, scores: FloatArray, expected_spend: npt.NDArray[Any]
+) -> FloatArray | None:
+    """The order ``size.rank_by`` asks for, or None for the audience score itself.
+
+    ``expected_value``: the score floored at 0 (a negative affinity is no expected purchase)
+    times the member's expected spend in the next 90 days; unknown spend counts as 0."""
+    if size.rank_by == "score":
+        return None
+    spend = np.nan_to_num(np.asarray(expected_spend, dtype=np.float64), nan=0.0)
+    return (np.maximum(scores.astype(np.float64), 0.0) * np.maximum(spend, 0.0)).astype(np.float32)
 
 
 def _with_history(model: FloatArray, history: npt.NDArray[np.float64], weight: float) -> FloatArray:

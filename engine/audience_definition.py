@@ -71,6 +71,13 @@ class Filters:
     joined_after: date | None = None
     #: joined strictly before this date (joined_at < before 00:00)
     joined_before: date | None = None
+    #: member value (docs/features.md, "Member value"): probability of still being active
+    p_alive_min: float | None = None
+    p_alive_max: float | None = None
+    #: lifetime value bounds, and "among the top X% of members by lifetime value"
+    clv_min: float | None = None
+    clv_max: float | None = None
+    clv_top_percent: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +88,21 @@ class Exclusions:
     contacted_within_days: int | None = None
 
 
+#: How the members that pass are ordered before the size rules cut the list.
+RANK_BY: Final[tuple[str, ...]] = ("score", "expected_value")
+
+
 @dataclass(frozen=True, slots=True)
 class Size:
-    """At least one rule; all given apply, so the smallest wins."""
+    """At least one rule; all given apply, so the smallest wins. ``min_score`` always tests
+    the audience score; ``rank_by`` chooses the order ``top_n`` and ``top_percent`` cut:
+    ``score`` (the audience score) or ``expected_value`` (the score, floored at 0, times the
+    member's expected spend in the next 90 days: for campaigns with a budget)."""
 
     top_n: int | None = None
     min_score: float | None = None
     top_percent: float | None = None
+    rank_by: str = "score"
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +141,12 @@ class AudienceDefinition:
         )
         if joined:
             filters["joined"] = joined
+        p_alive = _present(("min", f.p_alive_min), ("max", f.p_alive_max))
+        if p_alive:
+            filters["p_alive"] = p_alive
+        clv = _present(("min", f.clv_min), ("max", f.clv_max), ("top_percent", f.clv_top_percent))
+        if clv:
+            filters["clv"] = clv
         out: dict[str, Any] = {"name": self.name, "seed": seed}
         if filters:
             out["filters"] = filters
@@ -140,6 +161,8 @@ class AudienceDefinition:
             ("min_score", self.size.min_score),
             ("top_percent", self.size.top_percent),
         )
+        if self.size.rank_by != "score":
+            out["size"]["rank_by"] = self.size.rank_by
         return out
 
 
@@ -162,10 +185,12 @@ _FILTER_KEYS: Final = (
     "birth_months",
     "points",
     "joined",
+    "p_alive",
+    "clv",
 )
 _TAG_KEYS: Final = ("any", "all", "none")
 _EXCLUDE_KEYS: Final = ("bought_seed_within_days", "contacted_within_days")
-_SIZE_KEYS: Final = ("top_n", "min_score", "top_percent")
+_SIZE_KEYS: Final = ("top_n", "min_score", "top_percent", "rank_by")
 
 
 def _mapping(value: object, where: str) -> Mapping[str, Any]:
@@ -298,7 +323,22 @@ def _parse_filters(data: Mapping[str, Any]) -> Filters:
             "filters.joined",
             f"after ({after.isoformat()}) must be earlier than before ({before.isoformat()})",
         )
+    p_alive_min, p_alive_max = _bounds(raw, "p_alive", (), low=0.0, high=1.0)
+    clv = _section(raw, "clv", "filters.")
+    clv_min, clv_max = _bounds(raw, "clv", ("top_percent",))
+    clv_top = None
+    if clv.get("top_percent") is not None:
+        clv_top = _number(clv["top_percent"], "filters.clv.top_percent")
+        if not 0 < clv_top <= 100:
+            raise DefinitionError(
+                "filters.clv.top_percent", f"must be in (0, 100], got {clv['top_percent']!r}"
+            )
     return Filters(
+        p_alive_min=p_alive_min,
+        p_alive_max=p_alive_max,
+        clv_min=clv_min,
+        clv_max=clv_max,
+        clv_top_percent=clv_top,
         tiers=_strings(raw, "tiers", "filters.tiers"),
         lifecycle=_strings(raw, "lifecycle", "filters.lifecycle"),
         segments=_strings(raw, "segments", "filters.segments"),
@@ -310,6 +350,35 @@ def _parse_filters(data: Mapping[str, Any]) -> Filters:
         joined_after=after,
         joined_before=before,
     )
+
+
+def _bounds(
+    raw: Mapping[str, Any],
+    key: str,
+    extra: tuple[str, ...],
+    *,
+    low: float | None = None,
+    high: float | None = None,
+) -> tuple[float | None, float | None]:
+    """``filters.<key>.min`` / ``.max`` (each optional, within [low, high] when given)."""
+    where = f"filters.{key}"
+    sec = _section(raw, key, "filters.")
+    _known_keys(sec, ("min", "max", *extra), f"{where}.")
+    out: list[float | None] = []
+    for bound in ("min", "max"):
+        if sec.get(bound) is None:
+            out.append(None)
+            continue
+        value = _number(sec[bound], f"{where}.{bound}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise DefinitionError(
+                f"{where}.{bound}", f"must be in [{low:g}, {high:g}], got {value!r}"
+            )
+        out.append(value)
+    lo, hi = out
+    if lo is not None and hi is not None and lo > hi:
+        raise DefinitionError(where, f"min {lo:g} is greater than max {hi:g}")
+    return lo, hi
 
 
 def _parse_exclusions(data: Mapping[str, Any]) -> Exclusions:
@@ -340,7 +409,14 @@ def _parse_size(data: Mapping[str, Any]) -> Size:
             )
     if top_n is None and min_score is None and top_percent is None:
         raise DefinitionError("size", "give at least one of top_n, min_score, top_percent")
-    return Size(top_n=top_n, min_score=min_score, top_percent=top_percent)
+    rank_by = raw.get("rank_by", "score")
+    if rank_by is None:
+        rank_by = "score"
+    if not isinstance(rank_by, str) or rank_by not in RANK_BY:
+        raise DefinitionError(
+            "size.rank_by", f"must be one of {', '.join(RANK_BY)}; got {rank_by!r}"
+        )
+    return Size(top_n=top_n, min_score=min_score, top_percent=top_percent, rank_by=rank_by)
 
 
 def parse_definition(data: Mapping[str, Any]) -> AudienceDefinition:
@@ -370,6 +446,7 @@ def quote(values: Iterable[str]) -> str:
 
 
 __all__ = [
+    "RANK_BY",
     "AudienceDefinition",
     "DefinitionError",
     "Exclusions",

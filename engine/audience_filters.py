@@ -5,11 +5,16 @@ feature snapshot's feature_store.member_columns.MemberColumns) and evaluates the
 audience definition (engine.audience_definition.Filters) with vectorized lookups on integer
 codes: tier, lifecycle stage, segment and region through a lookup table over the codes, member
 tags through counts over the selected columns of the tags CSR matrix. A null attribute (code
--1, unknown birth month, nan points) never passes a filter on it.
+-1, unknown birth month, nan points, p_alive or clv) never passes a filter on it.
+
+``filters.clv.top_percent`` keeps the members whose lifetime value is among the top X% of all
+members with a known value in the snapshot (before any other filter), so "our top 10%" means the
+same whichever other filters are combined with it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
@@ -54,6 +59,12 @@ class MemberAttributes(Protocol):
     def points(self) -> npt.NDArray[np.float64]: ...
     @property
     def joined_at(self) -> npt.NDArray[np.datetime64]: ...
+    @property
+    def p_alive(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def clv(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def expected_spend(self) -> npt.NDArray[np.float64]: ...
 
 
 def lookup_table(size: int, codes: Iterable[int]) -> BoolArray:
@@ -162,7 +173,30 @@ class MemberFilter:
             mask &= joined >= np.datetime64(filters.joined_after, "us")
         if filters.joined_before is not None:
             mask &= joined < np.datetime64(filters.joined_before, "us")
+        p_alive = np.asarray(a.p_alive, dtype=np.float64)
+        if filters.p_alive_min is not None:
+            mask &= p_alive >= filters.p_alive_min  # nan (unknown) fails
+        if filters.p_alive_max is not None:
+            mask &= p_alive <= filters.p_alive_max
+        clv = np.asarray(a.clv, dtype=np.float64)
+        if filters.clv_min is not None:
+            mask &= clv >= filters.clv_min
+        if filters.clv_max is not None:
+            mask &= clv <= filters.clv_max
+        if filters.clv_top_percent is not None:
+            mask &= clv >= clv_threshold(clv, filters.clv_top_percent)
         return mask
 
 
-__all__ = ["MemberAttributes", "MemberFilter", "lookup_table"]
+def clv_threshold(clv: npt.NDArray[np.float64], top_percent: float) -> float:
+    """The lowest lifetime value among the top ``top_percent`` % of the members with a known
+    value (ceil of the share, at least one member; ties at the threshold all pass); +inf when
+    no member has a value."""
+    known = clv[np.isfinite(clv)]
+    if known.size == 0:
+        return float("inf")
+    k = max(1, math.ceil(known.size * top_percent / 100 - 1e-9))
+    return float(np.partition(known, known.size - k)[known.size - k])
+
+
+__all__ = ["MemberAttributes", "MemberFilter", "clv_threshold", "lookup_table"]

@@ -67,6 +67,16 @@ class MemberColumns:
     #: net spend in the RFM window (0 for members without purchases in it)
     monetary: npt.NDArray[np.float64]
     as_of: date
+    #: member value (docs/features.md, "Member value"); nan = unknown (no purchase, no model)
+    p_alive: npt.NDArray[np.float64]
+    clv: npt.NDArray[np.float64]
+    expected_spend: npt.NDArray[np.float64]
+    #: the value statistics (feature_store.value): purchase days, repeat-day spend, first and
+    #: last purchase (NaT when none), to recompute the values as of a later date
+    purchase_days: npt.NDArray[np.int64]
+    repeat_day_spend: npt.NDArray[np.float64]
+    first_purchase_at: npt.NDArray[np.datetime64]
+    last_purchase_at: npt.NDArray[np.datetime64]
 
     def __len__(self) -> int:
         return int(self.member_ids.shape[0])
@@ -165,6 +175,13 @@ MEMBER_TABLE_COLUMNS: Final[tuple[str, ...]] = (
     Col.POINTS_BALANCE,
     Col.JOINED_AT,
     Feat.MONETARY,
+    Feat.P_ALIVE,
+    Feat.CLV,
+    Feat.EXPECTED_SPEND_90D,
+    Feat.PURCHASE_DAYS,
+    Feat.REPEAT_DAY_SPEND,
+    Feat.FIRST_PURCHASE_AT,
+    Feat.LAST_PURCHASE_AT,
 )
 #: Columns of items.parquet that audiences read (the online store's item table).
 ITEM_TABLE_COLUMNS: Final[tuple[str, ...]] = (Col.ITEM_ID, Col.CATEGORY, Col.TAGS, Feat.BUYERS)
@@ -200,6 +217,11 @@ def member_columns(
     points = frame.get_column(Col.POINTS_BALANCE).cast(pl.Float64).fill_null(np.nan).to_numpy()
     joined = frame.get_column(Col.JOINED_AT).cast(pl.Datetime("us")).to_numpy()
     monetary = frame.get_column(Feat.MONETARY).cast(pl.Float64).fill_null(0.0).to_numpy()
+
+    def _unknown_nan(name: str) -> npt.NDArray[np.float64]:
+        column = frame.get_column(name).cast(pl.Float64).fill_nan(None).fill_null(np.nan)
+        return np.asarray(column.to_numpy(), dtype=np.float64)
+
     return MemberColumns(
         member_ids=_strings(frame.get_column(Col.MEMBER_ID)),
         tier_codes=tier_codes,
@@ -217,7 +239,25 @@ def member_columns(
         joined_at=np.asarray(joined, dtype="datetime64[us]"),
         monetary=np.asarray(monetary, dtype=np.float64),
         as_of=as_of,
+        p_alive=_unknown_nan(Feat.P_ALIVE),
+        clv=_unknown_nan(Feat.CLV),
+        expected_spend=_unknown_nan(Feat.EXPECTED_SPEND_90D),
+        purchase_days=np.asarray(
+            frame.get_column(Feat.PURCHASE_DAYS).cast(pl.Int64).fill_null(0).to_numpy(),
+            dtype=np.int64,
+        ),
+        repeat_day_spend=np.asarray(
+            frame.get_column(Feat.REPEAT_DAY_SPEND).cast(pl.Float64).fill_null(0.0).to_numpy(),
+            dtype=np.float64,
+        ),
+        first_purchase_at=_timestamps(frame.get_column(Feat.FIRST_PURCHASE_AT)),
+        last_purchase_at=_timestamps(frame.get_column(Feat.LAST_PURCHASE_AT)),
     )
+
+
+def _timestamps(series: pl.Series) -> npt.NDArray[np.datetime64]:
+    """A datetime column as datetime64[us] (NaT for null)."""
+    return np.asarray(series.cast(pl.Datetime("us")).to_numpy(), dtype="datetime64[us]")
 
 
 def item_columns(frame: pl.DataFrame, where: str) -> ItemColumns:

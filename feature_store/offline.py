@@ -39,7 +39,7 @@ from feature_store.snapshot import (
 )
 from feature_store.transforms import Feat, collect, orders_from_purchases
 from feature_store.transforms.items import item_features
-from feature_store.transforms.lifecycle import lifecycle
+from feature_store.transforms.lifecycle import lifecycle, restage
 from feature_store.transforms.rfm import return_rate, rfm
 from feature_store.transforms.tags import (
     apply_tags,
@@ -49,6 +49,7 @@ from feature_store.transforms.tags import (
     top_categories,
 )
 from feature_store.transforms.tiers import tier_history
+from feature_store.value.snapshot_columns import VALUE_COLUMNS, fill_members, member_value
 
 Progress = Callable[[str], None]
 
@@ -87,6 +88,7 @@ MEMBER_COLUMNS: Final[tuple[str, ...]] = (
     Col.REGION,
     Col.POINTS_BALANCE,
     Feat.BIRTH_MONTH,
+    *VALUE_COLUMNS,
 )
 RECENT_PURCHASE_COLUMNS: Final[tuple[str, ...]] = (
     Col.MEMBER_ID,
@@ -134,6 +136,14 @@ def build_features(
     rfm_result = rfm(data.members, orders, policy.rfm, cut)
     stages = lifecycle(data.members, orders, policy.lifecycle, cut)
     del orders
+
+    step("member value")
+    value = member_value(data.purchases, policy.value, as_of)
+    stages = restage(
+        fill_members(stages.join(value.frame, on=Col.MEMBER_ID, how="left")),
+        policy.lifecycle,
+        Feat.P_ALIVE,
+    )
     returns = return_rate(data.purchases, policy.rfm.window_days, cut)
 
     step("categories and tags")
@@ -164,6 +174,7 @@ def build_features(
         tier_history=_decoded(tiers.history, Col.MEMBER_ID, data.member_ids, Feat.VALID_FROM),
         recent_purchases=recent,
         rfm_score_bounds=rfm_result.bounds,
+        value_model=value.manifest(),
         tier_agreement=agreement,
         purchases_used=data.purchases.height,
     )

@@ -18,7 +18,7 @@ of the code imports every policy name from.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -45,6 +45,7 @@ from feature_store.policy_tags import (
 )
 from feature_store.policy_tiers import EvaluationPeriod, TierLevel, TierPolicy, parse_tiers
 from feature_store.policy_toml import PolicySection
+from feature_store.policy_value import EXPECTED_HORIZON_DAYS, ValuePolicy, parse_value
 from feature_store.toml_table import read_toml
 
 #: The packaged default policy.
@@ -76,6 +77,7 @@ class FeaturePolicy:
     lifecycle: LifecyclePolicy
     tags: tuple[TagRule, ...]
     items: ItemPolicy
+    value: ValuePolicy
     #: The file it was read from and the SHA-256 of its bytes (recorded in snapshot manifests).
     source: Path
     sha256: str
@@ -93,14 +95,23 @@ def load_policy(path: Path | None = None) -> FeaturePolicy:
     rfm = parse_rfm(root.section("rfm"))
     lifecycle = parse_lifecycle(root.section("lifecycle"))
     items = _parse_items(root.optional_section("items"))
+    value = parse_value(root.optional_section("value"))
     tags = parse_tags(path, root.table_list("tags", required=False), tiers, rfm)
     root.finish()
+    if lifecycle.rule == "p_alive":
+        if not value.enabled:
+            raise ConfigError(
+                f'{path}: lifecycle.rule: "p_alive" needs the value model; '
+                'set [value] enabled = true or use rule = "days"'
+            )
+        lifecycle = replace(lifecycle, p_alive_below=value.at_risk_below)
     return FeaturePolicy(
         tiers=tiers,
         rfm=rfm,
         lifecycle=lifecycle,
         tags=tags,
         items=items,
+        value=value,
         source=path,
         sha256=hashlib.sha256(raw).hexdigest(),
     )
@@ -120,6 +131,7 @@ def _parse_items(sec: PolicySection | None) -> ItemPolicy:
 
 __all__ = [
     "DEFAULT_POLICY_PATH",
+    "EXPECTED_HORIZON_DAYS",
     "LIFECYCLE_STAGES",
     "RFM_SEGMENTS",
     "SCORE_LEVELS",
@@ -137,5 +149,6 @@ __all__ = [
     "Threshold",
     "TierLevel",
     "TierPolicy",
+    "ValuePolicy",
     "load_policy",
 ]

@@ -8,12 +8,16 @@ from their own purchase rhythm (docs/features.md, "Lifecycle").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from feature_store.policy_toml import PolicySection
 
 #: Lifecycle stages, in the order of a member's life.
 LIFECYCLE_STAGES: Final[tuple[str, ...]] = ("new", "active", "at_risk", "churned")
+
+#: How ``at_risk`` is decided: by day windows, or by the value model's ``p_alive``.
+LifecycleRule = Literal["days", "p_alive"]
+LIFECYCLE_RULES: Final[tuple[str, ...]] = ("days", "p_alive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +42,19 @@ class LifecyclePolicy:
       have at least two orders, else ``default_interval_days``; ``active`` while days since the
       last purchase <= ``active.days(interval)``, ``at_risk`` while <= ``churn.days(interval)``,
       then ``churned``.
+
+    With ``rule = "p_alive"`` the day windows decide only ``churned``; a member not churned is
+    ``at_risk`` when the value model's ``p_alive`` is below ``p_alive_below`` (the policy's
+    ``[value] at_risk_below``), else ``active``. A member without ``p_alive`` (value model off
+    or not fitted) falls back to the day windows.
     """
 
     new_days: int
     default_interval_days: float
     active: Threshold
     churn: Threshold
+    rule: LifecycleRule = "days"
+    p_alive_below: float = 0.5
 
     def interval(self, avg_interpurchase_days: float | None, n_orders: int) -> float:
         if n_orders >= 2 and avg_interpurchase_days is not None:
@@ -56,6 +67,7 @@ class LifecyclePolicy:
         days_since_last_purchase: int | None,
         avg_interpurchase_days: float | None,
         n_orders: int,
+        p_alive: float | None = None,
     ) -> str:
         """One of ``new``, ``active``, ``at_risk``, ``churned``."""
         if days_since_joined < self.new_days:
@@ -63,9 +75,14 @@ class LifecyclePolicy:
         if n_orders <= 0 or days_since_last_purchase is None:
             return "churned"
         interval = self.interval(avg_interpurchase_days, n_orders)
+        churn_days = max(self.churn.days(interval), self.active.days(interval))
+        if self.rule == "p_alive" and p_alive is not None:
+            if days_since_last_purchase > churn_days:
+                return "churned"
+            return "at_risk" if p_alive < self.p_alive_below else "active"
         if days_since_last_purchase <= self.active.days(interval):
             return "active"
-        if days_since_last_purchase <= max(self.churn.days(interval), self.active.days(interval)):
+        if days_since_last_purchase <= churn_days:
             return "at_risk"
         return "churned"
 
@@ -89,6 +106,9 @@ def parse_lifecycle(sec: PolicySection) -> LifecyclePolicy:
         default_interval_days=sec.number("default_interval_days", 60.0, above=0),
         active=_parse_threshold(sec.section("active")),
         churn=_parse_threshold(sec.section("churn")),
+        rule="p_alive"
+        if sec.string("rule", "days", choices=LIFECYCLE_RULES) == "p_alive"
+        else "days",
     )
     if (
         policy.churn.floor_days < policy.active.floor_days
@@ -101,4 +121,11 @@ def parse_lifecycle(sec: PolicySection) -> LifecyclePolicy:
     return policy
 
 
-__all__ = ["LIFECYCLE_STAGES", "LifecyclePolicy", "Threshold", "parse_lifecycle"]
+__all__ = [
+    "LIFECYCLE_RULES",
+    "LIFECYCLE_STAGES",
+    "LifecyclePolicy",
+    "LifecycleRule",
+    "Threshold",
+    "parse_lifecycle",
+]

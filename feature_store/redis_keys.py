@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Final
 
 #: Bump when the name, type or encoding of any key changes (docs/redis_layout.md).
-SCHEMA_VERSION: Final[int] = 1
+SCHEMA_VERSION: Final[int] = 2
 
 #: Default key prefix; override with ``connect(..., prefix=...)`` or REDIS_PREFIX.
 DEFAULT_PREFIX: Final[str] = "recsys"

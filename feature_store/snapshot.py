@@ -24,7 +24,7 @@ from feature_store.errors import DataError
 from feature_store.policy import FeaturePolicy
 
 #: Version of the folder layout and manifest (open_snapshot accepts only this one).
-FORMAT_VERSION: Final[int] = 1
+FORMAT_VERSION: Final[int] = 2
 MANIFEST: Final[str] = "manifest.json"
 MEMBERS_FILE: Final[str] = "members.parquet"
 ITEMS_FILE: Final[str] = "items.parquet"
@@ -61,6 +61,9 @@ class FeatureTables:
     tier_history: pl.DataFrame
     recent_purchases: pl.DataFrame
     rfm_score_bounds: dict[str, list[float | None]]
+    #: the member-value model: ``params`` (feature_store.value.ValueParams as JSON, or null)
+    #: and ``note`` (why there is no model, or null)
+    value_model: dict[str, object]
     tier_agreement: TierAgreement
     #: purchase rows before as_of of members who joined before as_of
     purchases_used: int
@@ -145,6 +148,12 @@ def snapshot_manifest(
             "rate": tables.tier_agreement.rate,
         },
         "rfm_score_bounds": tables.rfm_score_bounds,
+        "value_model": tables.value_model,
+        "value_policy": {
+            "clv_months": policy.value.clv_months,
+            "monthly_discount": policy.value.monthly_discount,
+            "at_risk_below": policy.value.at_risk_below,
+        },
         "files": dict(FILES),
     }
 

@@ -205,7 +205,7 @@ def assemble(
 # -- exclusions -------------------------------------------------------------------------------
 
 
-def _journal_purchases(store: RedisOnlineStore) -> pl.DataFrame:
+def journal_purchases(store: RedisOnlineStore) -> pl.DataFrame:
     """Purchase events journaled in the active version (member_id, item_id, ts, quantity)."""
     schema = {"member_id": pl.String, "item_id": pl.String, "ts": pl.String, "quantity": pl.Int64}
     version = store.active_version()
@@ -254,7 +254,7 @@ def bought_seed_members(
         return mask, warnings
     events = None
     if run is not None:
-        events = run(_journal_purchases).with_columns(pl.col("ts").str.to_datetime(time_unit="us"))
+        events = run(journal_purchases).with_columns(pl.col("ts").str.to_datetime(time_unit="us"))
         newest = events.get_column("ts").max() if events.height else None
         if isinstance(newest, datetime) and newest > reference:
             reference = newest
@@ -343,5 +343,6 @@ __all__ = [
     "catalogue_categories",
     "direct",
     "exclusion_masks",
+    "journal_purchases",
     "load_definition_text",
 ]

@@ -148,6 +148,26 @@ class AudienceJoined(_In):
     )
 
 
+class AudiencePAlive(_In):
+    min: Annotated[Finite, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Lowest probability of still being active (inclusive)."
+    )
+    max: Annotated[Finite, Field(ge=0, le=1)] | None = Field(
+        default=None, description="Highest probability of still being active (inclusive, >= min)."
+    )
+
+
+class AudienceClv(_In):
+    min: Finite | None = Field(default=None, description="Lowest lifetime value (inclusive).")
+    max: Finite | None = Field(
+        default=None, description="Highest lifetime value (inclusive, >= min)."
+    )
+    top_percent: Annotated[Finite, Field(gt=0, le=100)] | None = Field(
+        default=None,
+        description="Among the top p% of all members with a known lifetime value.",
+    )
+
+
 class AudienceFilters(_In):
     """Member attribute filters, combined with AND; the values of one list with OR."""
 
@@ -167,6 +187,16 @@ class AudienceFilters(_In):
     )
     points: AudiencePoints | None = None
     joined: AudienceJoined | None = None
+    p_alive: AudiencePAlive | None = Field(
+        default=None,
+        description="Member value: probability of still being active (members without "
+        "purchases have none and never pass).",
+    )
+    clv: AudienceClv | None = Field(
+        default=None,
+        description="Member value: predicted lifetime value (members without purchases have "
+        "none and never pass).",
+    )
 
 
 class AudienceExclusions(_In):
@@ -192,6 +222,11 @@ class AudienceSize(_In):
     )
     top_percent: Annotated[Finite, Field(gt=0, le=100)] | None = Field(
         default=None, description="At most ceil(p% of the scored members)."
+    )
+    rank_by: Literal["score", "expected_value"] | None = Field(
+        default=None,
+        description="Order cut by top_n / top_percent: `score` (default) or `expected_value` "
+        "(the score, floored at 0, times the member's expected spend in the next 90 days).",
     )
 
 
@@ -327,6 +362,7 @@ __all__ = [
     "AudienceOut",
     "AudiencePage",
     "DefinitionBody",
+    "IsoDate",
     "LimitQuery",
     "OffsetQuery",
     "SentOut",

@@ -104,6 +104,13 @@ class ModelLoadError(ServingError):
     status, slug, title = 409, "model-load-failed", "Model could not be loaded"
 
 
+class ConflictError(ServingError):
+    """The request is valid but the service's current data cannot answer it (e.g. the loaded
+    snapshot has no member-value model); the detail says what to do."""
+
+    status, slug, title = 409, "conflict", "Conflict with the loaded data"
+
+
 class ServiceUnavailableError(ServingError):
     status, slug, title = 503, "unavailable", "Service unavailable"
 

@@ -9,7 +9,7 @@ without a fraction).
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Path, Query
@@ -190,6 +190,48 @@ class RecentPurchaseOut(_Out):
     amount: float
 
 
+class ValueOut(_Out):
+    """Member value from the customer-base models (docs/features.md, "Member value"); every
+    field is null for a member without purchases or when the value model is off."""
+
+    p_alive: float | None = Field(
+        description="Probability that the member is still an active customer (0-1)."
+    )
+    expected_orders_90d: float | None = Field(
+        description="Expected purchase days in the next 90 days."
+    )
+    expected_spend_90d: float | None = Field(description="Expected spend in the next 90 days.")
+    clv: float | None = Field(
+        description="Predicted lifetime value: expected spend over the policy's horizon, "
+        "discounted monthly."
+    )
+    purchase_days: int = Field(description="Distinct days with a purchase so far.")
+
+
+class AtRiskMember(_Out):
+    member_id: str
+    tier: str | None
+    lifecycle: str | None
+    p_alive: float = Field(description="Probability that the member is still active.")
+    clv: float = Field(description="Predicted lifetime value.")
+    value_at_risk: float = Field(description="clv x (1 - p_alive): the value lost if they left.")
+    expected_spend_90d: float | None
+    purchase_days: int
+    last_purchase_at: LocalTime | None
+
+
+class AtRiskOut(_Out):
+    snapshot_as_of: date = Field(description="Date of the snapshot the values come from.")
+    as_of: date = Field(description="Date the values were computed as of.")
+    below: float = Field(description="The p_alive threshold.")
+    members_with_value: int = Field(description="Members with a value (at least one purchase).")
+    changed_since_snapshot: int = Field(
+        description="Members whose values purchase events updated since the snapshot."
+    )
+    size: int = Field(description="Members listed.")
+    members: list[AtRiskMember] = Field(description="Highest value at risk first.")
+
+
 class Profile(_Out):
     member_id: str
     tier: str
@@ -204,6 +246,7 @@ class Profile(_Out):
     last_purchase_at: LocalTime | None
     region: str | None
     points_balance: int | None
+    value: ValueOut
     as_of: LocalTime
     in_model: bool = Field(description="Whether the served model has a vector for the member.")
     recent_purchases: list[RecentPurchaseOut]

@@ -60,6 +60,7 @@ from training.outputs import (
 from training.search import SearchResult, search, write_search_report
 from training.stage import SnapshotSource, build_stage, load_source, split_fingerprint
 from training.tracking_run import RunTracking
+from training.value_evaluation import write_value_evaluation
 from training.windows import Windows, resolve_windows
 
 Progress = Callable[[str], None]
@@ -191,6 +192,11 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
                 ablation = ablation_rows(
                     config, test, eval_set, report.result(MAIN), clock.progress
                 )
+
+        with clock.step("value_s", "member value: holdout check on the test window"):
+            write_value_evaluation(
+                options.out / "evaluation" / "value", test.snapshot_dir, dataset, windows.test
+            )
 
         evaluated_snapshot = test.snapshot_fingerprint
         shipped = Shipped(artifacts, data, item_index, evaluated_snapshot)

@@ -12,12 +12,19 @@ next snapshot computes, with these documented limits:
 - ``return_rate``, ``tags``, ``top_categories`` and the CRM fields keep their snapshot values.
 - Day counts (``recency_days``, ``days_since_last_purchase``, ``days_since_joined``) are recounted
   to the profile's new ``as_of``: the later of its previous ``as_of`` and the event's time.
+- Member value: each line of a purchase order updates the member's value statistics
+  (``purchase_days``, ``repeat_day_spend``, first and last purchase day;
+  feature_store.value.MemberValueStats), and ``p_alive``, ``expected_orders_90d``,
+  ``expected_spend_90d`` and ``clv`` are recomputed with the snapshot's fitted model (no refit),
+  as of the day after the member's latest purchase day (or the profile's ``as_of`` day if
+  later). A line dated before the member's last purchase day leaves the statistics to the next
+  snapshot.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Final
 
 from feature_store.online.errors import OnlineStoreError
@@ -27,7 +34,10 @@ from feature_store.online.profile import (
     PurchaseEvent,
     RecentPurchase,
 )
-from feature_store.policy import FeaturePolicy
+from feature_store.policy import EXPECTED_HORIZON_DAYS, FeaturePolicy
+from feature_store.value.fit import ValueParams
+from feature_store.value.scoring import score_member
+from feature_store.value.summary import MemberValueStats
 
 #: How many purchase lines a member's recent list keeps (the snapshot keeps the same number).
 RECENT_CAP: Final[int] = 50
@@ -50,6 +60,8 @@ class UpdateContext:
 
     policy: FeaturePolicy
     rfm_bounds: RfmBounds
+    #: the snapshot's fitted member-value model (None: value fields stay null)
+    value_params: ValueParams | None = None
     recent_cap: int = RECENT_CAP
 
 
@@ -87,6 +99,12 @@ def new_member_profile(member_id: str, joined_at: datetime, ctx: UpdateContext) 
         region=None,
         points_balance=None,
         birth_month=None,
+        purchase_days=0,
+        repeat_day_spend=0.0,
+        p_alive=None,
+        expected_orders_90d=None,
+        expected_spend_90d=None,
+        clv=None,
         as_of=joined_at,
     )
 
@@ -116,6 +134,49 @@ def _scores(profile: MemberProfile, bounds: RfmBounds) -> tuple[int | None, int 
     return r, f, m
 
 
+def _value_stats(profile: MemberProfile) -> MemberValueStats:
+    first, last = profile.first_purchase_at, profile.last_purchase_at
+    if profile.purchase_days <= 0 or first is None or last is None:
+        return MemberValueStats()
+    return MemberValueStats(
+        profile.purchase_days, first.date(), last.date(), profile.repeat_day_spend
+    )
+
+
+def value_as_of(as_of: datetime, last_day: date | None) -> date:
+    """The (exclusive) date member value is computed as of: ``as_of``'s day, or the day after
+    the last purchase day when that is later (a purchase today counts today)."""
+    day = as_of.date()
+    if last_day is not None and last_day >= day:
+        day = last_day + timedelta(days=1)
+    return day
+
+
+def with_value(profile: MemberProfile, ctx: UpdateContext) -> MemberProfile:
+    """``profile`` with its value fields recomputed from its statistics (no refit)."""
+    params = ctx.value_params
+    stats = _value_stats(profile)
+    if params is None or stats.purchase_days <= 0:
+        return replace(
+            profile, p_alive=None, expected_orders_90d=None, expected_spend_90d=None, clv=None
+        )
+    value = ctx.policy.value
+    score = score_member(
+        params,
+        *stats.inputs(value_as_of(profile.as_of, stats.last_day)),
+        horizon_days=EXPECTED_HORIZON_DAYS,
+        clv_months=value.clv_months,
+        monthly_discount=value.monthly_discount,
+    )
+    return replace(
+        profile,
+        p_alive=score.p_alive,
+        expected_orders_90d=score.expected_orders,
+        expected_spend_90d=score.expected_spend,
+        clv=score.clv,
+    )
+
+
 def apply_event(
     profile: MemberProfile,
     recent: list[RecentPurchase],
@@ -142,6 +203,9 @@ def apply_event(
     spend_window = profile.spend_window + event.amount
     orders_window = profile.orders_window + orders_delta
     growth_points = profile.growth_points + policy.tiers.growth_points(event.amount, orders_delta)
+    stats = _value_stats(profile)
+    if is_purchase_order:
+        stats = stats.add_purchase(event.ts.date(), event.amount)
 
     as_of = max(profile.as_of, event.ts)
     since_last = None if last is None else _whole_days(as_of, last)
@@ -163,7 +227,10 @@ def apply_event(
         days_since_joined=_whole_days(as_of, profile.joined_at),
         days_since_last_purchase=since_last,
         recency_days=since_last if in_rfm_window else None,
+        purchase_days=stats.purchase_days,
+        repeat_day_spend=stats.repeat_spend,
     )
+    updated = with_value(updated, ctx)
 
     # Tiers: upgrade only, as soon as the window figures qualify.
     qualifying = policy.tiers.qualifying_tier(spend_window, orders_window, growth_points)
@@ -180,7 +247,9 @@ def apply_event(
         f_score=f,
         m_score=m,
         rfm_segment=None if r is None or f is None or m is None else policy.rfm.segment(r, f, m),
-        lifecycle=policy.lifecycle.stage(updated.days_since_joined, since_last, avg_gap, n_orders),
+        lifecycle=policy.lifecycle.stage(
+            updated.days_since_joined, since_last, avg_gap, n_orders, updated.p_alive
+        ),
     )
     lines = sorted([event.line(), *recent], key=lambda line: line.ts, reverse=True)
     return updated, lines[: ctx.recent_cap]
@@ -203,4 +272,6 @@ __all__ = [
     "apply_event",
     "new_member_profile",
     "profile_changes",
+    "value_as_of",
+    "with_value",
 ]

@@ -259,6 +259,7 @@ def _begin(
             "policy_sha256": manifest.policy_sha256,
             "policy_path": manifest.policy_path,
             "rfm_score_bounds": manifest.rfm_score_bounds,
+            "value_model": manifest.value_model,
             "members": n_members,
             "recent_lists": 0,
             "loaded_at": datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="seconds"),

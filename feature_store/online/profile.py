@@ -66,6 +66,15 @@ class MemberProfile:
     region: str | None
     points_balance: int | None
     birth_month: int | None
+    #: distinct days with a purchase order, and the spend of those days after the first (the
+    #: value model's sufficient statistics, with first/last_purchase_at)
+    purchase_days: int
+    repeat_day_spend: float
+    #: member value (docs/features.md, "Member value"); None without purchases or value model
+    p_alive: float | None
+    expected_orders_90d: float | None
+    expected_spend_90d: float | None
+    clv: float | None
     as_of: datetime
 
 
@@ -212,6 +221,12 @@ PROFILE_FIELDS: Final[tuple[ProfileField, ...]] = (
     _f("region", Kind.TEXT, True),
     _f("points_balance", Kind.INT, True),
     _f("birth_month", Kind.INT, True),
+    _f("purchase_days", Kind.INT),
+    _f("repeat_day_spend", Kind.FLOAT),
+    _f("p_alive", Kind.FLOAT, True),
+    _f("expected_orders_90d", Kind.FLOAT, True),
+    _f("expected_spend_90d", Kind.FLOAT, True),
+    _f("clv", Kind.FLOAT, True),
     _f("as_of", Kind.TS),
 )
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Final
 
 from feature_store.errors import DataError
-from feature_store.online.store import parse_rfm_bounds
+from feature_store.online.store import parse_rfm_bounds, parse_value_model
+from feature_store.snapshot import FORMAT_VERSION
 
-SUPPORTED_FORMAT_VERSION: Final[int] = 1
+SUPPORTED_FORMAT_VERSION: Final[int] = FORMAT_VERSION
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,8 @@ class SnapshotManifest:
     policy_sha256: str
     policy_path: str
     rfm_score_bounds: str
+    #: the manifest's ``value_model`` entry as JSON text
+    value_model: str
     members_file: Path
     recent_file: Path
     #: the snapshot's tier ladder, lowest first (audiences code tiers by it)
@@ -65,6 +68,8 @@ def read_manifest(folder: Path) -> SnapshotManifest:
         raise DataError(f"{path}: as_of {manifest['as_of']!r} is not a date (YYYY-MM-DD)") from exc
     try:
         parse_rfm_bounds(need("rfm_score_bounds"))
+        value_model = json.dumps(need("value_model"), separators=(",", ":"))
+        parse_value_model(value_model)
     except ValueError as exc:
         raise DataError(f"{path}: {exc}") from exc
     files = manifest.get("files")
@@ -82,6 +87,7 @@ def read_manifest(folder: Path) -> SnapshotManifest:
         policy_sha256=str(need("policy_sha256")),
         policy_path=str(manifest.get("policy_path", "")),
         rfm_score_bounds=json.dumps(manifest["rfm_score_bounds"], separators=(",", ":")),
+        value_model=value_model,
         members_file=folder / members,
         recent_file=folder / recent,
         tiers=tuple(str(t) for t in tiers) if isinstance(tiers, list) else (),

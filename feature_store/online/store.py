@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Final, Protocol, runtime_checkable
 
 import redis
+from pydantic import ValidationError as PydanticValidationError
 
 from feature_store.errors import DataError
 from feature_store.online.connection import close_client, open_client, redact, resolve_url
@@ -49,6 +50,7 @@ from feature_store.online.profile import (
 )
 from feature_store.policy import FeaturePolicy, load_policy
 from feature_store.redis_keys import SCHEMA_VERSION, RedisKeys
+from feature_store.value.fit import ValueParams
 
 #: How long an applied event id is remembered (per loaded version) to drop duplicates.
 DEFAULT_EVENT_TTL_SECONDS: Final[int] = 7 * 24 * 3600
@@ -264,8 +266,8 @@ class RedisOnlineStore:
             return cached
         key = self.keys.meta(version)
         try:
-            as_of, policy_sha, bounds, policy_path = self.client.hmget(
-                key, ["as_of", "policy_sha256", "rfm_score_bounds", "policy_path"]
+            as_of, policy_sha, bounds, policy_path, value_model = self.client.hmget(
+                key, ["as_of", "policy_sha256", "rfm_score_bounds", "policy_path", "value_model"]
             )
         except redis.RedisError as exc:
             raise self.unavailable(exc) from exc
@@ -284,7 +286,11 @@ class RedisOnlineStore:
         try:
             context = (
                 datetime.fromisoformat(as_text(as_of)),
-                UpdateContext(policy=policy, rfm_bounds=parse_rfm_bounds(json.loads(bounds))),
+                UpdateContext(
+                    policy=policy,
+                    rfm_bounds=parse_rfm_bounds(json.loads(bounds)),
+                    value_params=parse_value_model(as_text(value_model or b"null")),
+                ),
             )
         except (ValueError, TypeError, KeyError) as exc:
             raise self._corrupt(key, CorruptValueError(str(exc))) from exc
@@ -421,6 +427,21 @@ def parse_rfm_bounds(raw: object) -> RfmBounds:
     return RfmBounds(bounds("recency_days"), bounds("frequency"), bounds("monetary"))
 
 
+def parse_value_model(raw: str) -> ValueParams | None:
+    """The ``value_model`` entry of a snapshot manifest (JSON text): its fitted parameters, or
+    None when the snapshot has no value model; ValueError when malformed."""
+    try:
+        entry = json.loads(raw)
+        if entry is None:
+            return None
+        if not isinstance(entry, dict):
+            raise ValueError(f"value_model must be an object, got {entry!r}")
+        params = entry.get("params")
+        return None if params is None else ValueParams.model_validate(params)
+    except (json.JSONDecodeError, PydanticValidationError) as exc:
+        raise ValueError(f"value_model is malformed: {exc}") from None
+
+
 def as_text(raw: bytes | str) -> str:
     """A Redis reply as text (the client returns bytes)."""
     return raw.decode() if isinstance(raw, bytes) else raw
@@ -457,5 +478,6 @@ __all__ = [
     "as_text",
     "connect",
     "parse_rfm_bounds",
+    "parse_value_model",
     "validate_event",
 ]

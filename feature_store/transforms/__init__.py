@@ -50,6 +50,13 @@ class Feat:
     BIRTH_MONTH = "birth_month"
     BIRTHDAY_THIS_MONTH = "birthday_this_month"
     CRM_TAGS = "crm_tags"
+    # member value (feature_store.value)
+    PURCHASE_DAYS = "purchase_days"
+    REPEAT_DAY_SPEND = "repeat_day_spend"
+    P_ALIVE = "p_alive"
+    EXPECTED_ORDERS_90D = "expected_orders_90d"
+    EXPECTED_SPEND_90D = "expected_spend_90d"
+    CLV = "clv"
     # items
     PRICE_BAND = "price_band"
     POP_7D = "pop_7d"

@@ -27,8 +27,10 @@ def stage_expr(
     avg_interpurchase_days: pl.Expr,
     n_orders: pl.Expr,
     policy: LifecyclePolicy,
+    p_alive: pl.Expr | None = None,
 ) -> pl.Expr:
-    """The lifecycle stage as an expression (same rule as ``LifecyclePolicy.stage``)."""
+    """The lifecycle stage as an expression (same rule as ``LifecyclePolicy.stage``; ``p_alive``
+    is used only by ``rule = "p_alive"``, and a null ``p_alive`` falls back to the days)."""
     interval = (
         pl.when((n_orders >= 2) & avg_interpurchase_days.is_not_null())
         .then(avg_interpurchase_days)
@@ -36,16 +38,41 @@ def stage_expr(
     )
     active = _limit(policy.active, interval)
     churn = pl.max_horizontal(_limit(policy.churn, interval), active)
+    by_p_alive = (
+        p_alive.is_not_null() & (days_since_last_purchase <= churn)
+        if policy.rule == "p_alive" and p_alive is not None
+        else pl.lit(False)
+    )
+    below = p_alive < policy.p_alive_below if p_alive is not None else pl.lit(False)
     return (
         pl.when(days_since_joined < policy.new_days)
         .then(pl.lit("new"))
         .when((n_orders <= 0) | days_since_last_purchase.is_null())
         .then(pl.lit("churned"))
+        .when(by_p_alive)
+        .then(pl.when(below).then(pl.lit("at_risk")).otherwise(pl.lit("active")))
         .when(days_since_last_purchase <= active)
         .then(pl.lit("active"))
         .when(days_since_last_purchase <= churn)
         .then(pl.lit("at_risk"))
         .otherwise(pl.lit("churned"))
+    )
+
+
+def restage(frame: pl.DataFrame, policy: LifecyclePolicy, p_alive: str) -> pl.DataFrame:
+    """``frame`` (the columns :func:`lifecycle` returns plus ``p_alive``) with its lifecycle
+    stage recomputed by ``rule = "p_alive"``; unchanged under ``rule = "days"``."""
+    if policy.rule != "p_alive":
+        return frame
+    return frame.with_columns(
+        stage_expr(
+            pl.col(Feat.DAYS_SINCE_JOINED),
+            pl.col(Feat.DAYS_SINCE_LAST_PURCHASE),
+            pl.col(Feat.AVG_INTERPURCHASE_DAYS),
+            pl.col(Feat.N_ORDERS),
+            policy,
+            pl.col(p_alive),
+        ).alias(Feat.LIFECYCLE)
     )
 
 
@@ -96,4 +123,4 @@ def lifecycle(
     )
 
 
-__all__ = ["lifecycle", "stage_expr"]
+__all__ = ["lifecycle", "restage", "stage_expr"]

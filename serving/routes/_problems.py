@@ -42,7 +42,8 @@ _TEXT: Final[dict[int, str]] = {
     401: "No API key, or an invalid one",
     403: "The key's role may not use this endpoint (or, in open mode, the client is not loopback)",
     404: "Unknown id",
-    409: "The model could not be loaded; the previous one keeps serving",
+    409: "The request conflicts with what is loaded (a model that could not be loaded, a "
+    "snapshot without the data asked for); the detail says what to do",
     422: "Invalid input: the `errors` list names each bad field",
     503: "The online store is unavailable; retry after `Retry-After` seconds",
 }

@@ -1,18 +1,73 @@
-"""``GET /v1/members/{member_id}/profile``: what the online store knows about a member."""
+"""``GET /v1/members/{member_id}/profile``: what the online store knows about a member;
+``GET /v1/members/at-risk``: valuable members slipping away (the early-warning list)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Final
+
+import anyio.to_thread
+from fastapi import APIRouter, Query
 
 from feature_store.online.profile import MemberProfile, RecentPurchase
-from serving.deps import CurrentModel, Marketer, State
+from serving.audience_schemas import IsoDate
+from serving.deps import Campaigns, CurrentModel, Marketer, State
 from serving.errors import NotFoundError, ServiceUnavailableError
+from serving.member_value import at_risk_list
 from serving.online import StoreDownError
 from serving.routes._problems import secured
-from serving.schemas import MemberIdPath, Profile, RecentPurchaseOut, RfmOut
+from serving.schemas import (
+    QUERY_INT,
+    AtRiskOut,
+    MemberIdPath,
+    Profile,
+    RecentPurchaseOut,
+    RfmOut,
+    ValueOut,
+)
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 RECENT_SHOWN = 10
+MAX_AT_RISK: Final = 10_000
+
+
+@router.get(
+    "/at-risk",
+    response_model=AtRiskOut,
+    summary="Valuable members slipping away",
+    **secured(409, 422, 503),
+)
+async def at_risk(
+    caller: Campaigns,
+    state: State,
+    model: CurrentModel,
+    top: Annotated[
+        int, Query(ge=1, le=MAX_AT_RISK, description="At most N members (1-10,000)."), QUERY_INT
+    ] = 100,
+    min_clv: Annotated[
+        float | None,
+        Query(allow_inf_nan=False, description="Only members with a lifetime value >= this."),
+    ] = None,
+    below: Annotated[
+        float | None,
+        Query(ge=0, le=1, allow_inf_nan=False, description="p_alive threshold [policy default]."),
+    ] = None,
+    as_of: Annotated[
+        IsoDate | None,
+        Query(
+            description="Recompute the values as of this later date (YYYY-MM-DD): members who "
+            "have not come back since slip further [default: the snapshot's date].",
+        ),
+    ] = None,
+) -> AtRiskOut:
+    """Members whose probability of still being active (p_alive) is below the threshold,
+    highest value at risk (clv x (1 - p_alive)) first: the win-back list. Values are the
+    snapshot's, updated by the purchase events reported since (docs/features.md)."""
+    body = await anyio.to_thread.run_sync(
+        lambda: at_risk_list(
+            state.audiences, model, top=top, min_clv=min_clv, below=below, as_of=as_of
+        )
+    )
+    return AtRiskOut.model_validate(body)
 
 
 @router.get(
@@ -24,8 +79,9 @@ RECENT_SHOWN = 10
 def profile(
     member_id: MemberIdPath, caller: Marketer, state: State, model: CurrentModel
 ) -> Profile:
-    """Tier, RFM scores and segment, lifecycle stage, tags, top categories and the last
-    purchases, as of the latest snapshot plus the purchase events reported since."""
+    """Tier, RFM scores and segment, lifecycle stage, tags, top categories, member value
+    (p_alive, expected orders and spend, lifetime value) and the last purchases, as of the
+    latest snapshot plus the purchase events reported since."""
     gateway = state.gateway
     recent: list[RecentPurchase] = []
     try:
@@ -62,6 +118,13 @@ def profile(
         last_purchase_at=p.last_purchase_at,
         region=p.region,
         points_balance=p.points_balance,
+        value=ValueOut(
+            p_alive=p.p_alive,
+            expected_orders_90d=p.expected_orders_90d,
+            expected_spend_90d=p.expected_spend_90d,
+            clv=p.clv,
+            purchase_days=p.purchase_days,
+        ),
         as_of=p.as_of,
         in_model=model.member_ids.get(member_id) >= 0,
         recent_purchases=[

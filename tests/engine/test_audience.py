@@ -50,6 +50,9 @@ class Attributes:
     birth_month: np.ndarray
     points: np.ndarray
     joined_at: np.ndarray
+    p_alive: np.ndarray
+    clv: np.ndarray
+    expected_spend: np.ndarray
 
 
 def attributes(n: int, rng: np.random.Generator, **override: Any) -> Attributes:
@@ -57,6 +60,11 @@ def attributes(n: int, rng: np.random.Generator, **override: Any) -> Attributes:
     points = rng.integers(0, 1000, n).astype(np.float64)
     points[rng.random(n) < 0.1] = np.nan
     base = np.datetime64("2020-01-01", "us")
+    p_alive = rng.random(n)
+    clv = rng.gamma(2.0, 100.0, n)
+    spend = clv / 4
+    unknown = rng.random(n) < 0.1  # members without purchases: no value
+    p_alive[unknown] = clv[unknown] = spend[unknown] = np.nan
     fields: dict[str, Any] = {
         "member_ids": np.array([f"m{i}" for i in range(n)]),
         "tier_codes": rng.integers(-1, len(TIERS), n).astype(np.int16),
@@ -72,6 +80,9 @@ def attributes(n: int, rng: np.random.Generator, **override: Any) -> Attributes:
         "birth_month": rng.integers(0, 13, n).astype(np.int8),
         "points": points,
         "joined_at": base + rng.integers(0, 4 * 365, n) * np.timedelta64(86_400_000_000, "us"),
+        "p_alive": p_alive,
+        "clv": clv,
+        "expected_spend": spend,
     }
     fields.update(override)
     return Attributes(**fields)
@@ -268,8 +279,20 @@ def passes(attrs: Attributes, row: int, f: Filters) -> bool:
         f.points_max is None or (not math.isnan(points) and points <= f.points_max),
         f.joined_after is None or joined >= np.datetime64(f.joined_after, "us"),
         f.joined_before is None or joined < np.datetime64(f.joined_before, "us"),
+        f.p_alive_min is None or bool(attrs.p_alive[row] >= f.p_alive_min),
+        f.p_alive_max is None or bool(attrs.p_alive[row] <= f.p_alive_max),
+        f.clv_min is None or bool(attrs.clv[row] >= f.clv_min),
+        f.clv_max is None or bool(attrs.clv[row] <= f.clv_max),
+        f.clv_top_percent is None or _in_clv_top(attrs, row, f.clv_top_percent),
     ]
     return all(checks)
+
+
+def _in_clv_top(attrs: Attributes, row: int, percent: float) -> bool:
+    """Reference: the member is among the ceil(percent% of known) highest lifetime values."""
+    known = sorted((v for v in attrs.clv.tolist() if not math.isnan(v)), reverse=True)
+    k = max(1, math.ceil(len(known) * percent / 100 - 1e-9))
+    return not math.isnan(attrs.clv[row]) and bool(attrs.clv[row] >= known[k - 1])
 
 
 FILTERS = {
@@ -287,6 +310,11 @@ FILTERS = {
     "joined_after": Filters(joined_after=date(2022, 1, 1)),
     "joined_before": Filters(joined_before=date(2021, 6, 1)),
     "tier_and_lifecycle": Filters(tiers=("gold", "platinum"), lifecycle=("active",)),
+    "p_alive_max": Filters(p_alive_max=0.3),
+    "p_alive_range": Filters(p_alive_min=0.2, p_alive_max=0.6),
+    "clv_min": Filters(clv_min=250.0),
+    "clv_top_percent": Filters(clv_top_percent=10),
+    "clv_top_and_tier": Filters(clv_top_percent=25, tiers=("gold",), p_alive_min=0.5),
 }
 
 
@@ -321,6 +349,26 @@ def test_ordering_and_ties(
     assert audience.ranks.tolist() == list(range(1, 51))
     _, counts = np.unique(score[has_vector], return_counts=True)
     assert counts.max() >= 2  # the world has ties
+
+
+def test_rank_by_expected_value(
+    world: tuple[AudienceScorer, Attributes, np.ndarray, np.ndarray],
+) -> None:
+    """The audience is the top N by max(score, 0) x expected spend (unknown spend = 0), and
+    min_score still tests the audience score."""
+    scorer, attrs, score, has_vector = world
+    audience = scorer.build(
+        definition(size=Size(top_n=40, min_score=-0.2, rank_by="expected_value"))
+    )
+    value = np.maximum(score.astype(np.float64), 0) * np.nan_to_num(attrs.expected_spend, nan=0.0)
+    rows = [r for r in range(N) if has_vector[r] and score[r] >= -0.2]
+    key = value.astype(np.float32)
+    want = sorted(rows, key=lambda row: (-float(key[row]), row))[:40]
+    assert audience.rows.tolist() == want
+    assert np.all(audience.scores >= -0.2)
+    # a member with a high score but no expected spend ranks below any with value
+    by_score = scorer.build(definition(size=Size(top_n=40)))
+    assert by_score.rows.tolist() != want
 
 
 def test_exclusion_masks(world: tuple[AudienceScorer, Attributes, np.ndarray, np.ndarray]) -> None:
@@ -400,9 +448,11 @@ FULL = {
         "birth_months": [12],
         "points": {"min": 100, "max": 5000},
         "joined": {"after": "2023-01-01", "before": "2024-06-30"},
+        "p_alive": {"max": 0.5},
+        "clv": {"min": 50, "top_percent": 20},
     },
     "exclude": {"bought_seed_within_days": 30, "contacted_within_days": 7},
-    "size": {"top_n": 100000, "min_score": 0.1, "top_percent": 10},
+    "size": {"top_n": 100000, "min_score": 0.1, "top_percent": 10, "rank_by": "expected_value"},
 }
 
 
@@ -417,7 +467,9 @@ def test_parse_full_definition_and_round_trip() -> None:
         date(2024, 6, 30),
     )
     assert d.exclusions.bought_seed_within_days == 30
-    assert d.size == Size(top_n=100000, min_score=0.1, top_percent=10.0)
+    assert (d.filters.p_alive_min, d.filters.p_alive_max) == (None, 0.5)
+    assert (d.filters.clv_min, d.filters.clv_max, d.filters.clv_top_percent) == (50.0, None, 20.0)
+    assert d.size == Size(top_n=100000, min_score=0.1, top_percent=10.0, rank_by="expected_value")
     assert parse_definition(d.to_dict()) == d
     minimal = parse_definition({"seed": {"members": ["M1"]}, "size": {"top_n": 5}})
     assert parse_definition(minimal.to_dict()) == minimal
@@ -456,6 +508,12 @@ def with_(path: str, value: Any) -> dict[str, Any]:
 
 
 BAD = [
+    (with_("filters.p_alive", {"min": 1.5}), "filters.p_alive.min"),
+    (with_("filters.p_alive", {"min": 0.8, "max": 0.2}), "filters.p_alive"),
+    (with_("filters.p_alive", {"top_percent": 5}), "filters.p_alive.top_percent"),
+    (with_("filters.clv", {"top_percent": 0}), "filters.clv.top_percent"),
+    (with_("filters.clv", {"min": "high"}), "filters.clv.min"),
+    (with_("size.rank_by", "clv"), "size.rank_by"),
     (with_("colour", "red"), "colour"),
     (with_("filters.tier", ["gold"]), "filters.tier"),
     (with_("filters.tags.some", ["x"]), "filters.tags.some"),

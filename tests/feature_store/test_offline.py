@@ -61,7 +61,7 @@ def built(tmp_path: Path) -> Path:
 
 def test_manifest(built: Path, tmp_path: Path) -> None:
     manifest = json.loads((built / "manifest.json").read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == 2
     assert manifest["as_of"] == "2024-01-01"
     assert manifest["tiers"] == ["regular", "silver", "gold", "platinum", "diamond"]
     assert manifest["policy_sha256"] == hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
@@ -79,6 +79,10 @@ def test_manifest(built: Path, tmp_path: Path) -> None:
     # m2: CRM gold, policy regular; m4: CRM regular = policy regular
     assert manifest["tier_agreement"] == {"crm_members": 2, "agreeing": 1, "rate": 0.5}
     assert manifest["files"] == FILES
+    # three members, one purchase day each: too few to fit the value model, said so
+    assert manifest["value_model"]["params"] is None
+    assert "not fitted" in manifest["value_model"]["note"]
+    assert manifest["value_policy"]["clv_months"] == 12
     assert manifest["source"]["files"] == {
         "members": "members.csv",
         "items": "items.csv",

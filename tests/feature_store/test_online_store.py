@@ -135,6 +135,12 @@ MEMBER_SCHEMA: dict[str, Any] = {
     "region": pl.String,
     "points_balance": pl.Int64,
     "birth_month": pl.Int8,
+    "purchase_days": pl.Int64,
+    "repeat_day_spend": pl.Float64,
+    "p_alive": pl.Float64,
+    "expected_orders_90d": pl.Float64,
+    "expected_spend_90d": pl.Float64,
+    "clv": pl.Float64,
 }
 RECENT_SCHEMA: dict[str, Any] = {
     "member_id": pl.String,
@@ -184,6 +190,12 @@ def m1_row(**overrides: Any) -> dict[str, Any]:
         "region": "UK",
         "points_balance": 120,
         "birth_month": 5,
+        "purchase_days": 3,
+        "repeat_day_spend": 300.0,
+        "p_alive": None,
+        "expected_orders_90d": None,
+        "expected_spend_90d": None,
+        "clv": None,
     }
     row.update(overrides)
     return row
@@ -215,6 +227,8 @@ def plain_row(member_id: str, **overrides: Any) -> dict[str, Any]:
         region=None,
         points_balance=None,
         birth_month=None,
+        purchase_days=0,
+        repeat_day_spend=0.0,
     )
     values.update(overrides)
     return m1_row(**values)
@@ -255,12 +269,17 @@ def write_snapshot(
     policy: FeaturePolicy,
     *,
     as_of: datetime = AS_OF,
+    value_params: dict[str, Any] | None = None,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(members, schema=MEMBER_SCHEMA).write_parquet(folder / "members.parquet")
     pl.DataFrame(recent, schema=RECENT_SCHEMA).write_parquet(folder / "recent_purchases.parquet")
     manifest = {
-        "format_version": 1,
+        "format_version": 2,
+        "value_model": {
+            "params": value_params,
+            "note": None if value_params else "hand-made test snapshot",
+        },
         "as_of": as_of.date().isoformat(),
         "created_at": "2024-06-01T02:00:00Z",
         "source_fingerprint": "sha256:" + "0" * 64,
@@ -574,8 +593,10 @@ def test_purchase_updates_recency_frequency_monetary_tier_and_lifecycle(
         "frequency", "orders_window", "n_orders", "monetary", "spend_window", "total_spend",
         "growth_points", "tier", "policy_tier", "tier_since", "as_of", "last_purchase_at",
         "recency_days", "days_since_last_purchase", "avg_interpurchase_days", "days_since_joined",
-        "lifecycle", "r_score", "rfm_segment",
+        "lifecycle", "r_score", "rfm_segment", "purchase_days", "repeat_day_spend",
     }  # fmt: skip
+    # a fourth purchase day worth 150 (the snapshot had no value model: values stay null)
+    assert (p.purchase_days, p.repeat_day_spend, p.p_alive, p.clv) == (4, 450.0, None, None)
     assert update.changes["tier"] == FieldChange("regular", "silver")
     recent = loaded.recent_purchases("m1", 2)
     assert recent[0] == RecentPurchase("o9", "i7", ts, 2, 150.0)

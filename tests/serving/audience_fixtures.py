@@ -42,6 +42,12 @@ gains 2; when the largest is 1, ``h = 1`` gains 2.
 * ``members = [m10]`` (lookalike): seed m10 / |m10|; the score is the pure ``m``, neither
   normalised nor given history. :data:`LOOKALIKE_M10_SCORES`.
 
+Member value (docs/features.md, "Member value"): the snapshot's value model is CDNOW's published
+BG/NBD + Gamma-Gamma (:data:`VALUE_PARAMS`); each member's purchase history is summarised in
+:data:`VALUE_STATS` and their p_alive, expected orders and spend and CLV (:data:`VALUES`) come
+from the one-member scorer (feature_store.value.score_member), which the snapshot builder agrees
+with (tests/feature_store/test_member_value_snapshot.py). m07 never bought: no value.
+
 Recent purchases in the snapshot (as of 2024-06-01): m02 bought tea1 on 2024-05-25, m04 bought
 tea1 on 2024-03-01, m09 on 2024-02-01, m06 on 2024-01-15 (both older than 30 days), m05
 returned tea1 on 2024-05-30 (quantity -1: not a purchase).
@@ -63,6 +69,7 @@ from engine.index import IndexConfig, build_index
 from feature_store.online.bulk import SNAPSHOT_FIELDS
 from feature_store.online.profile import Kind
 from feature_store.policy import load_policy
+from feature_store.value import MemberScore, MemberValueStats, ValueParams, score_member
 from tests.serving.conftest import BLEND, ITEM_IDS, ITEMS
 
 AS_OF = datetime(2024, 6, 1)
@@ -116,6 +123,34 @@ MEMBERS: list[tuple[Any, ...]] = [
     ("x_novec", None, "gold", "active", "Champions", "north", ["vip"], 12, 700, "2022-02-02"),
 ]
 ITEM_TAGS = {"tea1": ["winter"], "cake1": ["winter"]}
+VALUE_PARAMS = ValueParams(
+    r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44, n_members=11,
+    n_repeaters=10, fitted_at_as_of=date(2024, 6, 1),
+)  # fmt: skip
+#: purchase days, first and last purchase day, spend of the repeat days
+VALUE_STATS: dict[str, MemberValueStats] = {
+    "m01": MemberValueStats(10, date(2022, 2, 1), date(2024, 5, 25), 900.0),
+    "m02": MemberValueStats(6, date(2023, 4, 1), date(2023, 10, 1), 500.0),
+    "m03": MemberValueStats(20, date(2021, 6, 1), date(2024, 5, 30), 3000.0),
+    "m04": MemberValueStats(1, date(2024, 5, 5), date(2024, 5, 5), 0.0),
+    "m05": MemberValueStats(4, date(2020, 2, 1), date(2021, 1, 1), 300.0),
+    "m06": MemberValueStats(3, date(2023, 8, 1), date(2024, 1, 15), 200.0),
+    "m08": MemberValueStats(12, date(2022, 10, 1), date(2024, 5, 1), 2000.0),
+    "m09": MemberValueStats(15, date(2019, 2, 1), date(2024, 2, 1), 4000.0),
+    "m10": MemberValueStats(5, date(2023, 2, 1), date(2024, 5, 28), 400.0),
+    "m11": MemberValueStats(8, date(2022, 3, 1), date(2023, 6, 1), 700.0),
+    "x_novec": MemberValueStats(2, date(2022, 3, 1), date(2022, 4, 1), 100.0),
+}
+
+
+def member_value(member_id: str, as_of: date) -> MemberScore | None:
+    """The member's value as of ``as_of`` (exclusive); None without purchases."""
+    stats = VALUE_STATS.get(member_id)
+    if stats is None:
+        return None
+    return score_member(VALUE_PARAMS, *stats.inputs(as_of), horizon_days=90, clv_months=12)
+
+
 #: the bundle's buy_again history (member, item) -> value
 HISTORY = {
     ("m09", "tea1"): 3.0,
@@ -227,6 +262,23 @@ def _member_row(member: tuple[Any, ...]) -> dict[str, Any]:
         monetary=100.0 if purchased else 0.0,
         days_since_joined=(AS_OF - datetime.fromisoformat(joined)).days,
     )
+    stats = VALUE_STATS.get(member_id)
+    value = member_value(member_id, AS_OF.date())
+    if stats is not None and value is not None:
+        assert stats.first_day is not None
+        assert stats.last_day is not None
+        row.update(
+            purchase_days=stats.purchase_days,
+            repeat_day_spend=stats.repeat_spend,
+            first_purchase_at=datetime.combine(stats.first_day, datetime.min.time()),
+            last_purchase_at=datetime.combine(stats.last_day, datetime.min.time()),
+            p_alive=value.p_alive,
+            expected_orders_90d=value.expected_orders,
+            expected_spend_90d=value.expected_spend,
+            clv=value.clv,
+        )
+    else:
+        row.update(p_alive=None, expected_orders_90d=None, expected_spend_90d=None, clv=None)
     return row
 
 
@@ -280,7 +332,9 @@ def write_audience_snapshot(folder: Path) -> Path:
         },
     ).write_parquet(folder / "recent_purchases.parquet")
     manifest = {
-        "format_version": 1,
+        "format_version": 2,
+        "value_model": {"params": VALUE_PARAMS.model_dump(mode="json"), "note": None},
+        "value_policy": {"clv_months": 12, "monthly_discount": 0.01, "at_risk_below": 0.5},
         "as_of": AS_OF.date().isoformat(),
         "created_at": "2024-06-01T02:00:00Z",
         "source_fingerprint": "sha256:" + "0" * 64,

@@ -207,7 +207,8 @@ def write_test_snapshot(folder: Path) -> Path:
     )
     recent.write_parquet(folder / "recent_purchases.parquet")
     manifest = {
-        "format_version": 1,
+        "format_version": 2,
+        "value_model": {"params": None, "note": "hand-made test snapshot"},
         "as_of": AS_OF.date().isoformat(),
         "created_at": "2024-06-01T02:00:00Z",
         "source_fingerprint": "sha256:" + "0" * 64,

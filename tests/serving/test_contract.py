@@ -78,7 +78,16 @@ CONFIG = SchemathesisConfig.from_dict(
                         "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]
                     }
                 },
-            }
+            },
+            {
+                "include-name": "GET /v1/members/at-risk",
+                "checks": {
+                    "positive_data_acceptance": {
+                        # 422 too: an as_of before the snapshot's values (a rule of the data)
+                        "expected-statuses": ["2xx", "401", "403", "404", "409", "422", "429"]
+                    }
+                },
+            },
         ],
     }
 )
@@ -142,6 +151,15 @@ def only_semantic_rejections(ctx: Any, response: Any, case: Any) -> None:
     ):
         fields = [e["field"] for e in response.json()["errors"]]
         assert all(SEMANTIC_FIELDS.fullmatch(f) for f in fields), response.text
+    if (
+        case.operation.label == "GET /v1/members/at-risk"
+        and response.status_code == 422
+        and meta is not None
+        and meta.generation.mode.is_positive
+    ):
+        errors = response.json()["errors"]
+        assert [e["field"] for e in errors] == ["query.as_of"], response.text
+        assert "before" in errors[0]["message"], response.text
 
 
 @schema.parametrize()
