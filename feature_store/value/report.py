@@ -23,6 +23,8 @@ from feature_store.value.at_risk import manifest_value
 
 REPORT_DIR: Final[str] = "report"
 FILES: Final[tuple[str, str]] = ("value.md", "p_alive_by_tier.png")
+#: Members per tier the plot draws its density from.
+PLOT_SAMPLE: Final[int] = 20_000
 
 
 def _tier_table(members: pl.DataFrame, tiers: list[str], below: float) -> pl.DataFrame:
@@ -76,19 +78,23 @@ def _markdown(
     ]
     for row in table.iter_rows(named=True):
         lines.append(
-            f"| {row[Col.TIER] or '-'} | {row['members']:,} | {row['p25']:.3f} | "
-            f"{row['median']:.3f} | {row['p75']:.3f} | {row['below']:,} | "
-            f"{row['value_at_risk'] or 0.0:,.2f} | {row['mean_clv']:,.2f} |"
+            f"| {row[Col.TIER] or '-'} | {row['members']:,} | {_num(row['p25'], '.3f')} | "
+            f"{_num(row['median'], '.3f')} | {_num(row['p75'], '.3f')} | {row['below']:,} | "
+            f"{_num(row['value_at_risk'] or 0.0, ',.2f')} | {_num(row['mean_clv'], ',.2f')} |"
         )
     lines += ["", f"![p_alive per tier]({FILES[1]})", ""]
     return "\n".join(lines)
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def _sampled(subsampled_from: int | None) -> str:
     return "" if subsampled_from is None else f" (a sample of {subsampled_from:,})"
 
 
-def _plot(members: pl.DataFrame, tiers: list[str], path: Path) -> None:
+def _plot(members: pl.DataFrame, tiers: list[str], below: float, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -96,14 +102,20 @@ def _plot(members: pl.DataFrame, tiers: list[str], path: Path) -> None:
 
     valued = members.filter(pl.col(Feat.P_ALIVE).is_not_null())
     present = [t for t in tiers if t in set(valued.get_column(Col.TIER).to_list())]
-    data = [
-        valued.filter(pl.col(Col.TIER) == t).get_column(Feat.P_ALIVE).to_numpy() for t in present
-    ]
+    rng = np.random.default_rng(0)
+    data = []
+    for tier in present:  # a density per tier; at most PLOT_SAMPLE members drawn (seeded)
+        values = valued.filter(pl.col(Col.TIER) == tier).get_column(Feat.P_ALIVE).to_numpy()
+        if values.size > PLOT_SAMPLE:
+            values = rng.choice(values, PLOT_SAMPLE, replace=False)
+        data.append(values)
     fig = Figure(figsize=(7.0, 4.0), layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
     if data:
-        ax.boxplot(data, showfliers=False)
+        ax.violinplot(data, showmedians=True, showextrema=True)
         ax.set_xticks(np.arange(1, len(present) + 1), present)
+    ax.axhline(below, linestyle="--", color="tab:red", linewidth=1, label="slipping away below")
+    ax.legend(loc="lower left")
     ax.set_xlabel("tier")
     ax.set_ylabel("p_alive")
     ax.set_ylim(0.0, 1.02)
@@ -126,7 +138,7 @@ def write_value_report(snapshot: Path, out_dir: Path | None = None) -> dict[str,
     folder.mkdir(parents=True, exist_ok=True)
     md, png = (folder / name for name in FILES)
     md.write_text(_markdown(snapshot, manifest, members, table), encoding="utf-8")
-    _plot(members, tiers, png)
+    _plot(members, tiers, policy.at_risk_below, png)
     return {"markdown": md, "png": png}
 
 
