@@ -157,6 +157,37 @@ def _train(dataset: Path, runs: Path) -> None:
     )
 
 
+def _campaign(dataset: Path, snapshot: Path, out: Path) -> None:
+    """Send a campaign with a control group, simulate its 30 days, print its report, and fit
+    an uplift model on it for audiences ranked by uplift (docs/campaigns.md)."""
+    from cli.campaign_uplift import fit_from_campaigns
+    from cli.demo_campaign import run_campaign_demo
+    from feature_store.campaigns import CampaignStore, resolve_url
+
+    console.rule("campaign with a control group")
+    run_campaign_demo(dataset, snapshot, out / "runs" / "default-auto" / "bundle", out)
+    model = out / "uplift.json"
+    if model.is_file():
+        console.log(f"uplift model already there: {model}")
+        return
+    store = CampaignStore.from_url(resolve_url(out))
+    try:
+        store.migrate()
+        fit_from_campaigns(
+            store,
+            snapshot=snapshot,
+            out=model,
+            campaign_ids=[],
+            data=None,
+            window_days=30,
+            method="two_model",
+            seed=0,
+            data_timezone="UTC",
+        )
+    finally:
+        store.dispose()
+
+
 def _serve(redis_url: str, port: int) -> None:
     """Start the API on loopback with the registry's champion (blocks until Ctrl-C)."""
     from cli.serve import serve
@@ -184,11 +215,16 @@ def demo(
     items: Annotated[int, typer.Option(min=50, help="Demo items.")] = DEMO_ITEMS,
     purchases: Annotated[int, typer.Option(min=1_000, help="Demo purchase rows.")] = DEMO_PURCHASES,
 ) -> None:
-    """The whole pipeline on demo data: synthesize, validate, member features, online store,
-    train and register a champion in the local MLflow store, then serve the API on 127.0.0.1.
+    """The whole pipeline on demo data: synthesize, validate, member features and value,
+    online store, train and register a champion in the local MLflow store, send a campaign
+    with a control group and report its lift, then serve the API on 127.0.0.1.
     """
     run_demo(out, fresh, (members, items, purchases))
     if serve:
+        # the demo's campaign database and uplift model, unless told otherwise
+        os.environ.setdefault("RECSYS_DATA_DIR", str(out))
+        if (out / "uplift.json").is_file():
+            os.environ.setdefault("RECSYS_UPLIFT_MODEL", str(out / "uplift.json"))
         _serve(demo_redis_url(out), port)
 
 
@@ -204,6 +240,7 @@ def run_demo(out: Path, fresh: bool, size: tuple[int, int, int]) -> None:
     _member_value(snapshot, out)
     _materialize(snapshot, redis_url)
     _train(dataset, out / "runs")
+    _campaign(dataset, snapshot, out)
 
 
 def demo_redis_url(out: Path) -> str:

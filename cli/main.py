@@ -7,7 +7,19 @@ from __future__ import annotations
 
 import typer
 
-from cli import audience, data, demo, features, members, models, serve, train, tune, value
+from cli import (
+    audience,
+    campaign,
+    data,
+    demo,
+    features,
+    members,
+    models,
+    serve,
+    train,
+    tune,
+    value,
+)
 
 app = typer.Typer(
     name="recsys",
@@ -26,6 +38,7 @@ app.command("tune")(tune.tune_cmd)
 app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="api-key")
 app.add_typer(audience.app, name="audience")
+app.add_typer(campaign.app, name="campaign")
 app.add_typer(members.app, name="members")
 app.add_typer(value.app, name="value")
 

@@ -38,8 +38,10 @@ def _examples(host: str, port: int, keyed: bool, member: str, item: str) -> list
         f"curl -s{auth} -X POST '{base}/v1/audiences' -H 'Content-Type: application/json' -d "
         f'\'{{"name": "demo", "seed": {{"items": ["{item}"]}}, "filters": {{"tiers": '
         f'["gold", "platinum", "diamond"], "clv": {{"top_percent": 20}}}}, "size": '
-        f'{{"top_n": 1000, "rank_by": "expected_value"}}}}\'',
+        f'{{"top_n": 1000, "rank_by": "expected_value"}}, "holdout": {{"percent": 10}}}}\'',
         f"curl -s{auth} '{base}/v1/audiences/AUDIENCE_ID/export.csv' -o audience.csv",
+        f"curl -s{auth} '{base}/v1/campaigns'   # sent campaigns (audiences with a holdout)",
+        f"curl -s{auth} '{base}/v1/campaigns/CAMPAIGN_ID/report?window_days=30'",
         f"curl -s{auth} -X POST '{base}/v1/models/reload'",
         f"curl -s '{base}/readyz'   # docs: {base}/docs",
     ]

@@ -30,7 +30,7 @@ size rules in engine.audience_result. This module aligns them and scores.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Final
 
@@ -43,6 +43,7 @@ from engine.audience_definition import (
     DefinitionError,
     Exclusions,
     Filters,
+    Holdout,
     Seed,
     Size,
     TagFilter,
@@ -62,6 +63,8 @@ from engine.audience_seed import FloatArray, ItemSide, ResolvedSeed, SeedResolve
 from engine.errors import InvalidInputError
 from engine.ids import IdMap
 
+#: Predicted incremental response of attribute rows, given their audience scores.
+UpliftScorer = Callable[[IntArray, FloatArray], npt.NDArray[np.floating[Any]]]
 #: Reason under which lookalike seed members are excluded from their own audience.
 SEED_MEMBER: Final[str] = "seed_member"
 #: Default weight of the member's own history with the seed items (docs/audiences.md).
@@ -242,10 +245,16 @@ class AudienceScorer:
         return out
 
     def build(
-        self, definition: AudienceDefinition, *, exclude: Mapping[str, BoolArray] | None = None
+        self,
+        definition: AudienceDefinition,
+        *,
+        exclude: Mapping[str, BoolArray] | None = None,
+        uplift: UpliftScorer | None = None,
     ) -> Audience:
         """The audience of ``definition``. ``exclude`` maps a reason ("bought_seed",
-        "contacted") to a bool mask over attribute rows of members to leave out."""
+        "contacted") to a bool mask over attribute rows of members to leave out. ``uplift``
+        predicts the incremental response of the given attribute rows (with their audience
+        scores); ``size.rank_by = "uplift"`` needs it."""
         self._filter.check_names(definition.filters)
         resolved = self._seeds.resolve(definition.seed)
         warnings = resolved.warnings + self._filter.warnings(definition.filters)
@@ -284,7 +293,19 @@ class AudienceScorer:
         counts["scored"] = n_scored
 
         a = self._attributes
-        ranking = _ranking_key(definition.size, scores, np.asarray(a.expected_spend)[population])
+        if definition.size.rank_by == "uplift":
+            if uplift is None:
+                raise DefinitionError(
+                    "size.rank_by",
+                    "no uplift model is loaded: fit one on past campaigns with control groups "
+                    "(`recsys campaign uplift fit`) and give it to the service "
+                    "(RECSYS_UPLIFT_MODEL) or to `recsys audience build --uplift-model`",
+                )
+            ranking: FloatArray | None = np.asarray(uplift(population, scores), dtype=np.float32)
+        else:
+            ranking = _ranking_key(
+                definition.size, scores, np.asarray(a.expected_spend)[population]
+            )
         if ranking is None:
             k = audience_size(definition.size, scores)
             chosen = top_positions(scores, k)
@@ -336,7 +357,8 @@ class AudienceScorer:
 def _ranking_key(
     size: Size, scores: FloatArray, expected_spend: npt.NDArray[Any]
 ) -> FloatArray | None:
-    """The order ``size.rank_by`` asks for, or None for the audience score itself.
+    """The order ``size.rank_by`` asks for (``score`` or ``expected_value``), or None for the
+    audience score itself.
 
     ``expected_value``: the score floored at 0 (a negative affinity is no expected purchase)
     times the member's expected spend in the next 90 days; unknown spend counts as 0."""
@@ -371,10 +393,12 @@ __all__ = [
     "DefinitionError",
     "Exclusions",
     "Filters",
+    "Holdout",
     "ItemSide",
     "MemberAttributes",
     "Seed",
     "Size",
     "TagFilter",
+    "UpliftScorer",
     "parse_definition",
 ]

@@ -89,20 +89,31 @@ class Exclusions:
 
 
 #: How the members that pass are ordered before the size rules cut the list.
-RANK_BY: Final[tuple[str, ...]] = ("score", "expected_value")
+RANK_BY: Final[tuple[str, ...]] = ("score", "expected_value", "uplift")
 
 
 @dataclass(frozen=True, slots=True)
 class Size:
     """At least one rule; all given apply, so the smallest wins. ``min_score`` always tests
     the audience score; ``rank_by`` chooses the order ``top_n`` and ``top_percent`` cut:
-    ``score`` (the audience score) or ``expected_value`` (the score, floored at 0, times the
-    member's expected spend in the next 90 days: for campaigns with a budget)."""
+    ``score`` (the audience score), ``expected_value`` (the score, floored at 0, times the
+    member's expected spend in the next 90 days: for campaigns with a budget) or ``uplift``
+    (the predicted incremental response of contacting the member, from an uplift model fitted
+    on past campaigns with control groups; docs/campaigns.md)."""
 
     top_n: int | None = None
     min_score: float | None = None
     top_percent: float | None = None
     rank_by: str = "score"
+
+
+@dataclass(frozen=True, slots=True)
+class Holdout:
+    """A randomised control group kept out of the send (docs/campaigns.md): each member of the
+    audience is in control when a hash of (campaign, salt, member) falls below ``percent``."""
+
+    percent: float
+    salt: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +123,7 @@ class AudienceDefinition:
     filters: Filters = field(default_factory=Filters)
     exclusions: Exclusions = field(default_factory=Exclusions)
     name: str = ""
+    holdout: Holdout | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON / TOML document (docs/audiences.md); ``parse_definition`` reads it back."""
@@ -163,6 +175,10 @@ class AudienceDefinition:
         )
         if self.size.rank_by != "score":
             out["size"]["rank_by"] = self.size.rank_by
+        if self.holdout is not None:
+            out["holdout"] = _present(
+                ("percent", self.holdout.percent), ("salt", self.holdout.salt)
+            )
         return out
 
 
@@ -174,7 +190,7 @@ def _nonempty(*pairs: tuple[str, tuple[Any, ...]]) -> dict[str, Any]:
     return {key: list(values) for key, values in pairs if values}
 
 
-_TOP_KEYS: Final = ("name", "seed", "filters", "exclude", "size")
+_TOP_KEYS: Final = ("name", "seed", "filters", "exclude", "size", "holdout")
 _SEED_KEYS: Final = ("items", "categories", "item_tags", "members")
 _FILTER_KEYS: Final = (
     "tiers",
@@ -419,6 +435,26 @@ def _parse_size(data: Mapping[str, Any]) -> Size:
     return Size(top_n=top_n, min_score=min_score, top_percent=top_percent, rank_by=rank_by)
 
 
+def _parse_holdout(data: Mapping[str, Any]) -> Holdout | None:
+    if data.get("holdout") is None:
+        return None
+    raw = _mapping(data["holdout"], "holdout")
+    _known_keys(raw, ("percent", "salt"), "holdout.")
+    if raw.get("percent") is None:
+        raise DefinitionError("holdout.percent", "required: the share (%) of the audience kept out")
+    percent = _number(raw["percent"], "holdout.percent")
+    if not 0 < percent < 100:
+        raise DefinitionError(
+            "holdout.percent",
+            f"must be greater than 0 and less than 100 (got {raw['percent']!r}): 0 measures "
+            "nothing and 100 contacts nobody",
+        )
+    salt = raw.get("salt")
+    if salt is not None and (not isinstance(salt, str) or not salt.strip()):
+        raise DefinitionError("holdout.salt", f"must be a non-empty string, got {salt!r}")
+    return Holdout(percent=percent, salt=salt)
+
+
 def parse_definition(data: Mapping[str, Any]) -> AudienceDefinition:
     """Validate the JSON / TOML document of an audience; :class:`DefinitionError` names the
     field at fault. Unknown keys are errors (a typo must not silently widen an audience)."""
@@ -435,6 +471,7 @@ def parse_definition(data: Mapping[str, Any]) -> AudienceDefinition:
         filters=_parse_filters(root),
         exclusions=_parse_exclusions(root),
         name=name,
+        holdout=_parse_holdout(root),
     )
 
 
@@ -451,6 +488,7 @@ __all__ = [
     "DefinitionError",
     "Exclusions",
     "Filters",
+    "Holdout",
     "Seed",
     "Size",
     "TagFilter",

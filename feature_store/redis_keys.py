@@ -171,6 +171,11 @@ class RedisKeys:
         first (read a page with GETRANGE)."""
         return f"{self.root}:aud:{_checked_audience(audience_id)}:rows"
 
+    def audience_control(self, audience_id: str) -> str:
+        """STRING with TTL: the audience's control group (its holdout), records like ``rows``;
+        absent when the audience has no holdout."""
+        return f"{self.root}:aud:{_checked_audience(audience_id)}:control"
+
     def audience_contacts(self, audience_id: str) -> str:
         """HASH with TTL: the contacts of an audience marked sent (member ids as fixed-width
         records, their count and the sent time), kept for the contact frequency cap."""

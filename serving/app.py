@@ -23,12 +23,24 @@ from feature_store.errors import ConfigError
 from feature_store.policy import FeaturePolicy, load_policy
 from serving.audiences import AudienceService
 from serving.batcher import RecommendationBatcher
+from serving.campaigns import CampaignService
 from serving.deps import AppState
 from serving.errors import install_error_handlers
 from serving.fastpath import RecommendationsFastPath
 from serving.metrics import Metrics, MetricsMiddleware
 from serving.online import OnlineGateway, StoreDownError
-from serving.routes import audiences, events, health, items, members, models, recommendations
+from serving.routes import (
+    audiences,
+    events,
+    health,
+    items,
+    members,
+    models,
+    recommendations,
+)
+from serving.routes import (
+    campaigns as campaign_routes,
+)
 from serving.routes._problems import contract_openapi
 from serving.security import KeyRing
 from serving.settings import Settings, SettingsError, load_settings
@@ -72,6 +84,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
         metrics.set_model(model.info.label, model.id)
         gateway = OnlineGateway(settings, policy)
         batcher = RecommendationBatcher(gateway, metrics)
+        campaigns = CampaignService(settings)
         state = AppState(
             settings,
             policy,
@@ -80,7 +93,8 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
             metrics,
             KeyRing(settings.api_keys),
             batcher,
-            AudienceService(settings, gateway, policy.rfm.segment_names),
+            AudienceService(settings, gateway, policy.rfm.segment_names, campaigns),
+            campaigns,
         )
         app.state.recsys = state
         batcher.start()
@@ -111,6 +125,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
             await anyio.to_thread.run_sync(gateway.close)
+            await anyio.to_thread.run_sync(campaigns.close)
 
     app = FastAPI(
         title="recsys: member recommendations",
@@ -120,7 +135,16 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (recommendations, items, members, audiences, events, models, health):
+    for module in (
+        recommendations,
+        items,
+        members,
+        audiences,
+        campaign_routes,
+        events,
+        models,
+        health,
+    ):
         app.include_router(module.router)
     # the Problem schema, the security schemes and the bodies routes validate themselves
     app.openapi = contract_openapi(app, audiences.BODY_MODELS)  # type: ignore[method-assign]

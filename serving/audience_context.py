@@ -41,10 +41,12 @@ from engine.audience import (
     AudienceScorer,
     DefinitionError,
     ItemSide,
+    UpliftScorer,
     parse_definition,
 )
 from engine.blend import BUY_AGAIN
 from engine.bundle import Bundle
+from engine.campaigns.uplift import UpliftModel
 from engine.ids import IdMap
 from engine.ranking import ItemCatalog
 from feature_store.member_columns import (
@@ -311,14 +313,28 @@ def build_audience(
     audiences: AudienceStore | None,
     *,
     now: datetime,
+    uplift: UpliftModel | None = None,
 ) -> Audience:
-    """Check the definition, compute its exclusions and build the audience."""
+    """Check the definition, compute its exclusions and build the audience (``uplift``: the
+    model ``size.rank_by = "uplift"`` ranks by)."""
     context.scorer.check(definition)  # DefinitionError before any Redis read
     masks, warnings = exclusion_masks(context, definition, run, audiences, now=now)
-    audience = context.scorer.build(definition, exclude=masks)
+    scorer = None if uplift is None else uplift_scorer(uplift, context.columns)
+    audience = context.scorer.build(definition, exclude=masks, uplift=scorer)
     if warnings:
         audience = replace(audience, warnings=(*audience.warnings, *warnings))
     return audience
+
+
+def uplift_scorer(model: UpliftModel, columns: MemberColumns) -> UpliftScorer:
+    """The predicted uplift of attribute rows of ``columns`` (with their audience scores), on
+    the features the model was fitted with (engine.campaigns.features, one definition)."""
+    from engine.campaigns.features import uplift_features
+
+    def predict(rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32]) -> npt.NDArray[Any]:
+        return model.predict(uplift_features(columns, rows, scores))
+
+    return predict
 
 
 def load_definition_text(text: str, suffix: str, where: str) -> AudienceDefinition:

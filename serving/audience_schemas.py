@@ -223,10 +223,22 @@ class AudienceSize(_In):
     top_percent: Annotated[Finite, Field(gt=0, le=100)] | None = Field(
         default=None, description="At most ceil(p% of the scored members)."
     )
-    rank_by: Literal["score", "expected_value"] | None = Field(
+    rank_by: Literal["score", "expected_value", "uplift"] | None = Field(
         default=None,
-        description="Order cut by top_n / top_percent: `score` (default) or `expected_value` "
-        "(the score, floored at 0, times the member's expected spend in the next 90 days).",
+        description="Order cut by top_n / top_percent: `score` (default), `expected_value` "
+        "(the score, floored at 0, times the member's expected spend in the next 90 days) or "
+        "`uplift` (predicted incremental response; needs RECSYS_UPLIFT_MODEL).",
+    )
+
+
+class AudienceHoldout(_In):
+    """A randomised control group kept out of the send (docs/campaigns.md)."""
+
+    percent: Annotated[Finite, Field(gt=0, lt=100)] = Field(
+        description="Share (%) of the audience kept out as the control group (0 < p < 100)."
+    )
+    salt: NonBlank | None = Field(
+        default=None, description="Changes the assignment (default: none); recorded."
     )
 
 
@@ -240,6 +252,7 @@ class AudienceDefinition(_In):
     filters: AudienceFilters | None = None
     exclude: AudienceExclusions | None = None
     size: AudienceSize
+    holdout: AudienceHoldout | None = None
 
 
 _MESSAGES: Final = {"extra_forbidden": "unknown key", "missing": "required"}
@@ -295,6 +308,12 @@ class AudienceMember(_Out):
     segment: str | None = Field(description="RFM segment (null: never purchased).")
 
 
+class HoldoutOut(_Out):
+    percent: float
+    salt: str | None
+    scheme: str = Field(description="The assignment scheme (hash) recorded with the campaign.")
+
+
 class SnapshotRef(_Out):
     path: str
     as_of: date
@@ -311,8 +330,10 @@ class AudienceOut(_Out):
     size: int = Field(description="Members in the audience.")
     counts: dict[str, int] = Field(
         description="members, eligible (pass the filters), unscored (no vector), "
-        "excluded_<reason>, excluded, scored, selected."
+        "excluded_<reason>, excluded, scored, selected; with a holdout also treatment and "
+        "control (size = treatment)."
     )
+    holdout: HoldoutOut | None = Field(description="The control group, if the definition has one.")
     breakdown: dict[str, dict[str, int]] = Field(
         description="tier / segment / lifecycle -> name -> members of the audience."
     )
@@ -344,7 +365,11 @@ class AudiencePage(_Out):
 
 class SentOut(_Out):
     audience_id: str
-    contacts: int = Field(description="Members recorded as contacted.")
+    campaign_id: str | None = Field(
+        description="The campaign recorded in the campaign database (null: none configured)."
+    )
+    contacts: int = Field(description="Members recorded as contacted (the treatment group).")
+    control: int = Field(description="Members of the control group, kept out of the send.")
     sent_at: datetime
     recorded: bool = Field(
         description="False when the audience had already been marked sent (nothing changed)."

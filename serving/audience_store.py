@@ -9,10 +9,14 @@ Keys (``RedisKeys``; docs/redis_layout.md):
   label lists of the meta hash, ``-1`` = none). The rank is the record's position + 1. A page
   (``GET /members``) and an export chunk (``GET /export.csv``) are one ``GETRANGE`` each over
   the same bytes, so the export is exactly the concatenation of all pages.
+* ``{root}:aud:{id}:control`` (string, same TTL): the control group of an audience with a
+  holdout (docs/campaigns.md), records in the same format, best first; absent without one.
+  ``rows`` then holds only the treatment group: pages, the CSV export and the contacts of a send
+  never include control members.
 * ``{root}:aud:{id}:meta`` (hash, same TTL): ``summary`` (the JSON the API returns),
-  ``format`` (record format, ``1``), ``width`` (id bytes per record), ``size`` (records) and
-  ``labels`` (JSON: tier, segment and lifecycle names of the codes). Written last: an audience
-  exists once its meta does.
+  ``format`` (record format, ``1``), ``width`` (id bytes per record), ``size`` (records),
+  ``control_size`` (control records) and ``labels`` (JSON: tier, segment and lifecycle names of
+  the codes). Written last: an audience exists once its meta does.
 * ``{root}:aud:{id}:sent`` (hash, TTL ``RECSYS_CONTACT_HISTORY_DAYS``): written once, when the
   audience is marked sent: ``ids`` (its member ids, fixed-width records of ``width`` bytes),
   ``width``, ``count``, ``sent_at`` (ISO 8601 UTC) and ``epoch``.
@@ -140,6 +144,8 @@ class StoredAudience:
     size: int
     labels: Labels
     summary: dict[str, Any]
+    #: members of the control group (0 without a holdout)
+    control_size: int = 0
 
     @property
     def dtype(self) -> np.dtype[np.void]:
@@ -270,6 +276,27 @@ class AudienceStore:
 
     # -- audiences ---------------------------------------------------------------------------
 
+    def _write(self, client: redis.Redis, key: str, records: npt.NDArray[np.void]) -> None:
+        """One record list as one string, written in pieces (bounded command sizes)."""
+        payload = records.tobytes()
+        if len(payload) > REDIS_MAX_STRING:
+            raise AudienceTooLargeError(
+                f"{records.shape[0]:,} members of {records.dtype.itemsize} bytes each exceed "
+                "the 512 MB a Redis string holds"
+            )
+        view = memoryview(payload)
+        client.set(key, bytes(view[:WRITE_PIECE_BYTES]), ex=self.ttl_seconds)
+        pipe = client.pipeline(transaction=False)
+        pending = 0
+        for start in range(WRITE_PIECE_BYTES, len(payload), WRITE_PIECE_BYTES):
+            pipe.append(key, bytes(view[start : start + WRITE_PIECE_BYTES]))
+            pending += 1
+            if pending == 4:
+                pipe.execute()
+                pending = 0
+        if pending:
+            pipe.execute()
+
     def save(
         self,
         client: redis.Redis,
@@ -277,28 +304,18 @@ class AudienceStore:
         records: npt.NDArray[np.void],
         labels: Labels,
         summary: dict[str, Any],
+        control: npt.NDArray[np.void] | None = None,
     ) -> None:
-        """Write the member list (in pieces), then the meta hash that makes it visible."""
-        payload = records.tobytes()
-        if len(payload) > REDIS_MAX_STRING:
-            raise AudienceTooLargeError(
-                f"{records.shape[0]:,} members of {records.dtype.itemsize} bytes each exceed "
-                "the 512 MB a Redis string holds"
-            )
+        """Write the member list (in pieces) and the control group's (if any), then the meta
+        hash that makes them visible. ``records`` and ``control`` share one record width."""
         rows_key = self.keys.audience_rows(audience_id)
+        control_key = self.keys.audience_control(audience_id)
         meta_key = self.keys.audience_meta(audience_id)
-        view = memoryview(payload)
-        client.set(rows_key, bytes(view[:WRITE_PIECE_BYTES]), ex=self.ttl_seconds)
-        pipe = client.pipeline(transaction=False)
-        pending = 0
-        for start in range(WRITE_PIECE_BYTES, len(payload), WRITE_PIECE_BYTES):
-            pipe.append(rows_key, bytes(view[start : start + WRITE_PIECE_BYTES]))
-            pending += 1
-            if pending == 4:
-                pipe.execute()
-                pending = 0
-        if pending:
-            pipe.execute()
+        self._write(client, rows_key, records)
+        if control is not None:
+            if control.dtype != records.dtype:
+                raise ValueError("control records must have the audience's record format")
+            self._write(client, control_key, control)
         width = int(records.dtype["id"].itemsize)
         pipe = client.pipeline(transaction=True)
         pipe.hset(
@@ -308,18 +325,22 @@ class AudienceStore:
                 "format": str(RECORD_FORMAT),
                 "width": str(width),
                 "size": str(records.shape[0]),
+                "control_size": str(0 if control is None else control.shape[0]),
                 "labels": labels.to_json(),
             },
         )
         pipe.expire(meta_key, self.ttl_seconds)
         pipe.expire(rows_key, self.ttl_seconds)
+        if control is not None:
+            pipe.expire(control_key, self.ttl_seconds)
         pipe.execute()
 
     def load(self, client: redis.Redis, audience_id: str) -> StoredAudience:
         raw = client.hmget(
-            self.keys.audience_meta(audience_id), ["summary", "format", "width", "size", "labels"]
+            self.keys.audience_meta(audience_id),
+            ["summary", "format", "width", "size", "labels", "control_size"],
         )
-        summary, fmt, width, size, labels = (_text(v) for v in raw)
+        summary, fmt, width, size, labels, control_size = (_text(v) for v in raw)
         if summary is None or width is None or size is None or labels is None:
             raise AudienceNotFoundError(audience_id)
         if fmt != str(RECORD_FORMAT):
@@ -330,19 +351,31 @@ class AudienceStore:
             size=int(size),
             labels=Labels.from_json(labels),
             summary=json.loads(summary),
+            control_size=int(control_size or 0),
         )
 
     def read(
-        self, client: redis.Redis, stored: StoredAudience, offset: int, limit: int
+        self,
+        client: redis.Redis,
+        stored: StoredAudience,
+        offset: int,
+        limit: int,
+        *,
+        control: bool = False,
     ) -> npt.NDArray[np.void]:
-        """Records ``offset .. offset + limit - 1`` (fewer at the end) in one GETRANGE."""
-        stop = min(stored.size, offset + limit)
+        """Records ``offset .. offset + limit - 1`` (fewer at the end) in one GETRANGE, of the
+        audience (treatment) or, with ``control``, of its control group."""
+        total = stored.control_size if control else stored.size
+        stop = min(total, offset + limit)
         if stop <= offset:
             return np.empty(0, dtype=stored.dtype)
         size = stored.record_bytes
-        raw = client.getrange(
-            self.keys.audience_rows(stored.audience_id), offset * size, stop * size - 1
+        key = (
+            self.keys.audience_control(stored.audience_id)
+            if control
+            else self.keys.audience_rows(stored.audience_id)
         )
+        raw = client.getrange(key, offset * size, stop * size - 1)
         if len(raw) != (stop - offset) * size:
             raise AudienceNotFoundError(stored.audience_id)  # expired meanwhile
         return np.frombuffer(_bytes(raw), dtype=stored.dtype)

@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.audience import DefinitionError, parse_definition
+from engine.campaigns.holdout import HOLDOUT_SCHEME, control_mask
+from engine.campaigns.uplift import load_model
 from feature_store.errors import DataError
 from feature_store.online import RedisOnlineStore
 from feature_store.online.audience_data import (
@@ -56,10 +58,17 @@ from serving.audience_store import (
     SentRecord,
     StoredAudience,
     csv_chunk,
+    decode_ids,
     page_members,
     utc_now,
 )
-from serving.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from serving.campaigns import CampaignService
+from serving.errors import (
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from serving.model import ServingModel
 from serving.online import OnlineGateway, StoreDownError
 from serving.settings import Settings
@@ -86,10 +95,17 @@ class AudienceService:
     """Audiences of the served model (module docstring). Thread-safe."""
 
     def __init__(
-        self, settings: Settings, gateway: OnlineGateway, policy_segments: tuple[str, ...]
+        self,
+        settings: Settings,
+        gateway: OnlineGateway,
+        policy_segments: tuple[str, ...],
+        campaigns: CampaignService | None = None,
     ):
         self.settings = settings
         self.gateway = gateway
+        self.campaigns = campaigns
+        #: the uplift model of ``size.rank_by = "uplift"`` (RECSYS_UPLIFT_MODEL)
+        self.uplift = None if settings.uplift_model is None else load_model(settings.uplift_model)
         self.store = AudienceStore(
             gateway.keys,
             ttl_days=settings.audience_ttl_days,
@@ -110,7 +126,7 @@ class AudienceService:
             retry_after_seconds=self._retry_after(),
         )
 
-    def _call(self, action: Callable[[RedisOnlineStore], T]) -> T:
+    def call(self, action: Callable[[RedisOnlineStore], T]) -> T:
         try:
             return self.gateway.call(action)
         except StoreDownError as exc:
@@ -125,7 +141,7 @@ class AudienceService:
         """The active version's tables (only its head when their digest is ``known``); every
         failure is a 503 saying why."""
         try:
-            return load_columns(self._call, self.gateway.keys, known=known)
+            return load_columns(self.call, self.gateway.keys, known=known)
         except ColumnsMissingError as exc:
             raise self._unavailable(str(exc)) from exc
         except ColumnsChangedError as exc:
@@ -139,7 +155,7 @@ class AudienceService:
         current = self._context
         if current is not None and current.bundle_id == model.id:
             try:
-                found = self._call(read_head)
+                found = self.call(read_head)
             except OnlineStoreError as exc:
                 raise self._unavailable(str(exc)) from exc
             if found is not None and found[1] is not None and found[1].digest == current.key:
@@ -179,7 +195,7 @@ class AudienceService:
     def _stored(self, audience_id: str) -> StoredAudience:
         _check_id(audience_id)
         try:
-            return self._call(lambda store: self.store.load(store.client, audience_id))
+            return self.call(lambda store: self.store.load(store.client, audience_id))
         except AudienceNotFoundError as exc:
             raise NotFoundError(f"audience {audience_id!r} does not exist (or expired)") from exc
 
@@ -188,10 +204,18 @@ class AudienceService:
     def create(self, document: Mapping[str, Any], model: ServingModel) -> dict[str, Any]:
         """Parse, build and store an audience; its summary (the API's response body)."""
         definition = parse_definition(document)
+        if definition.size.rank_by == "uplift" and self.uplift is None:
+            raise ConflictError(
+                "size.rank_by: no uplift model is loaded: fit one on past campaigns with "
+                "control groups (`recsys campaign uplift fit`) and start the service with "
+                "RECSYS_UPLIFT_MODEL=PATH"
+            )
         context = self.context(model)
         now = utc_now()
         try:
-            audience = build_audience(context, definition, self.gateway.call, self.store, now=now)
+            audience = build_audience(
+                context, definition, self.gateway.call, self.store, now=now, uplift=self.uplift
+            )
         except StoreDownError as exc:
             raise self._down(exc) from exc
         limit = self.settings.audience_max_members
@@ -204,12 +228,30 @@ class AudienceService:
             )
         audience_id = new_audience_id()
         records = context.records(audience)
+        control: npt.NDArray[np.void] | None = None
+        counts = dict(audience.counts)
+        holdout: dict[str, Any] | None = None
+        if definition.holdout is not None:
+            in_control = control_mask(
+                audience_id,
+                audience.member_ids,
+                definition.holdout.percent,
+                definition.holdout.salt,
+            )
+            records, control = records[~in_control], records[in_control]
+            counts |= {"treatment": int(records.shape[0]), "control": int(control.shape[0])}
+            holdout = {
+                "percent": definition.holdout.percent,
+                "salt": definition.holdout.salt,
+                "scheme": HOLDOUT_SCHEME,
+            }
         info = model.info
         summary: dict[str, Any] = {
             "id": audience_id,
             "name": definition.name,
-            "size": len(audience),
-            "counts": audience.counts,
+            "size": int(records.shape[0]),
+            "counts": counts,
+            "holdout": holdout,
             "breakdown": audience.breakdown,
             "seed": audience.seed_summary,
             "preview": page_members(context.labels, records[:PREVIEW], 1),
@@ -224,9 +266,9 @@ class AudienceService:
             "warnings": list(audience.warnings),
         }
         try:
-            self._call(
+            self.call(
                 lambda store: self.store.save(
-                    store.client, audience_id, records, context.labels, summary
+                    store.client, audience_id, records, context.labels, summary, control
                 )
             )
         except AudienceTooLargeError as exc:
@@ -235,13 +277,13 @@ class AudienceService:
 
     def get(self, audience_id: str) -> dict[str, Any]:
         stored = self._stored(audience_id)
-        sent = self._call(lambda store: self.store.sent(store.client, audience_id))
+        sent = self.call(lambda store: self.store.sent(store.client, audience_id))
         return stored.summary | {"sent": _sent_out(sent)}
 
     def page(self, audience_id: str, offset: int, limit: int) -> dict[str, Any]:
         stored = self._stored(audience_id)
         try:
-            records = self._call(lambda store: self.store.read(store.client, stored, offset, limit))
+            records = self.call(lambda store: self.store.read(store.client, stored, offset, limit))
         except AudienceNotFoundError as exc:
             raise NotFoundError(f"audience {audience_id!r} expired") from exc
         following = offset + records.shape[0]
@@ -254,35 +296,87 @@ class AudienceService:
             "members": page_members(stored.labels, records, offset + 1),
         }
 
-    def export(self, audience_id: str, chunk_rows: int) -> Iterator[bytes]:
-        """The audience as CSV chunks. The audience is looked up now (404 before streaming);
-        each chunk is then one GETRANGE."""
+    def export(
+        self, audience_id: str, chunk_rows: int, *, control: bool = False
+    ) -> Iterator[bytes]:
+        """The audience (its treatment group) or, with ``control``, its control group as CSV
+        chunks. The audience is looked up now (404 before streaming; 404 for the control group
+        of an audience without a holdout); each chunk is then one GETRANGE."""
         stored = self._stored(audience_id)
-        return self._chunks(stored, chunk_rows)
+        if control and stored.summary.get("holdout") is None:
+            raise NotFoundError(
+                f"audience {audience_id!r} has no control group: give its definition a "
+                "holdout (holdout.percent)"
+            )
+        return self._chunks(stored, chunk_rows, control)
 
-    def _chunks(self, stored: StoredAudience, chunk_rows: int) -> Iterator[bytes]:
+    def _chunks(self, stored: StoredAudience, chunk_rows: int, control: bool) -> Iterator[bytes]:
         yield csv_chunk(np.empty(0, dtype=stored.dtype), stored.labels, 1, header=True)
-        for offset in range(0, stored.size, chunk_rows):
+        total = stored.control_size if control else stored.size
+        for offset in range(0, total, chunk_rows):
 
             def read(store: RedisOnlineStore, start: int = offset) -> npt.NDArray[np.void]:
-                return self.store.read(store.client, stored, start, chunk_rows)
+                return self.store.read(store.client, stored, start, chunk_rows, control=control)
 
-            yield csv_chunk(self._call(read), stored.labels, offset + 1, header=False)
+            yield csv_chunk(self.call(read), stored.labels, offset + 1, header=False)
 
-    def mark_sent(self, audience_id: str) -> dict[str, Any]:
+    def _recorded_seed(self, summary: Mapping[str, Any], model: ServingModel) -> dict[str, Any]:
+        """The seed recorded with a campaign: the definition's, with ``items`` expanded to every
+        item its categories and tags stand for in the served model (a report's "bought a seed
+        item" then counts them all). A lookalike seed is recorded as it is."""
+        seed = dict(summary["definition"].get("seed") or {})
+        definition = parse_definition(summary["definition"])
+        if definition.seed.is_lookalike:
+            return seed
+        context = self.context(model)
+        rows = context.scorer.seed_items(definition.seed)
+        return seed | {"items": context.item_ids.ids_at(rows).tolist()}
+
+    def mark_sent(self, audience_id: str, model: ServingModel) -> dict[str, Any]:
+        """Record the treatment group as contacted now (the contact frequency cap) and the
+        campaign, both groups with their scores, in the campaign database. The database is
+        written first: when it fails nothing is recorded and the call can be repeated."""
         _check_id(audience_id)
-        try:
-            record = self._call(
-                lambda store: self.store.mark_sent(store.client, audience_id, utc_now())
+        now = utc_now()
+        campaign_id = None
+        if self.campaigns is not None and self.campaigns.configured:
+            stored = self._stored(audience_id)
+            previous = self.call(lambda store: self.store.sent(store.client, audience_id))
+            sent_at = previous.sent_at if previous is not None else now
+            treatment = self._all(stored, control=False)
+            control = self._all(stored, control=True)
+            campaign = self.campaigns.record_send(
+                campaign_id=audience_id,
+                summary=stored.summary,
+                seed=self._recorded_seed(stored.summary, model),
+                treatment=decode_ids(treatment["id"]),
+                control=decode_ids(control["id"]),
+                treatment_scores=treatment["score"],
+                control_scores=control["score"],
+                sent_at=sent_at,
             )
+            campaign_id, now = campaign.id, campaign.sent_at
+        try:
+            record = self.call(lambda store: self.store.mark_sent(store.client, audience_id, now))
         except AudienceNotFoundError as exc:
             raise NotFoundError(f"audience {audience_id!r} does not exist (or expired)") from exc
         return {
             "audience_id": audience_id,
+            "campaign_id": campaign_id,
             "contacts": record.contacts,
+            "control": 0 if campaign_id is None else int(self._stored(audience_id).control_size),
             "sent_at": record.sent_at.isoformat(timespec="seconds"),
             "recorded": record.recorded,
         }
+
+    def _all(self, stored: StoredAudience, *, control: bool) -> npt.NDArray[np.void]:
+        total = stored.control_size if control else stored.size
+        try:
+            return self.call(
+                lambda store: self.store.read(store.client, stored, 0, total, control=control)
+            )
+        except AudienceNotFoundError as exc:
+            raise NotFoundError(f"audience {stored.audience_id!r} expired") from exc
 
 
 def _check_id(audience_id: str) -> None:

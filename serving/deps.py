@@ -14,6 +14,7 @@ from fastapi import Depends, Request
 from feature_store.policy import FeaturePolicy
 from serving.audiences import AudienceService
 from serving.batcher import RecommendationBatcher
+from serving.campaigns import CampaignService
 from serving.errors import AuthenticationError, PermissionDeniedError
 from serving.metrics import Metrics
 from serving.model import ServingModel
@@ -35,6 +36,7 @@ class AppState:
     keyring: KeyRing
     batcher: RecommendationBatcher
     audiences: AudienceService
+    campaigns: CampaignService
 
 
 #: The caller in open mode (no keys configured): loopback clients may do everything.

@@ -36,7 +36,7 @@ def _profiles_frame(profiles: list[MemberProfile], schema: pl.Schema) -> pl.Data
 def _current(service: AudienceService, frame: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """``frame`` with the rows of members changed by events since the snapshot replaced by
     their profiles (members new since the snapshot added); and how many changed."""
-    events = service._call(journal_purchases)
+    events = service.call(journal_purchases)
     ids = events.get_column("member_id").unique().sort().to_list()
     if not ids:
         return frame, 0
@@ -44,7 +44,7 @@ def _current(service: AudienceService, frame: pl.DataFrame) -> tuple[pl.DataFram
     def read(store: RedisOnlineStore) -> list[MemberProfile | None]:
         return store.get_profiles(ids)
 
-    found = [p for p in service._call(read) if p is not None]
+    found = [p for p in service.call(read) if p is not None]
     changed = _profiles_frame(found, frame.schema)
     kept = frame.filter(~pl.col("member_id").is_in(changed.get_column("member_id").implode()))
     return pl.concat([kept, changed]), len(found)
@@ -69,7 +69,7 @@ def at_risk_list(
             return None
         return store.update_context(version)[1]
 
-    ctx = service._call(value_context)
+    ctx = service.call(value_context)
     if ctx is None:
         raise ServiceUnavailableError(
             "the online store has no active snapshot version: run `recsys features materialize`",

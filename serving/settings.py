@@ -30,6 +30,9 @@ runs at import time.
 | ``RECSYS_AUDIENCE_MAX_MEMBERS`` | ``5000000`` | largest audience that may be created (bounds Redis memory) |
 | ``RECSYS_CONTACT_HISTORY_DAYS`` | ``365`` | how long sent audiences count for the contact frequency cap |
 | ``RECSYS_DATA_TIMEZONE`` | ``UTC`` | time zone of the purchase data: event times with an offset are converted to it |
+| ``DATABASE_URL`` | SQLite ``RECSYS_DATA_DIR/campaigns.db`` | the campaign database (SQLAlchemy URL; PostgreSQL in production): campaigns, their groups, purchase events |
+| ``RECSYS_DATA_DIR`` | ``data`` | where the embedded campaign database lives when ``DATABASE_URL`` is not set |
+| ``RECSYS_UPLIFT_MODEL`` | none | uplift model JSON (``recsys campaign uplift fit``) for ``size.rank_by = "uplift"`` |
 """
 
 from __future__ import annotations
@@ -96,6 +99,11 @@ class Settings:
     data_timezone: str = "UTC"
     store_auto_restore: bool = True
     store_check_seconds: float = 5.0
+    #: the campaign database (SQLAlchemy URL): DATABASE_URL, else SQLite in RECSYS_DATA_DIR;
+    #: None (settings built in code) leaves campaigns unrecorded and their endpoints 503
+    campaign_db_url: str | None = None
+    #: an uplift model (JSON, `recsys campaign uplift fit`) for audiences ranked by uplift
+    uplift_model: Path | None = None
 
     @property
     def data_zone(self) -> tzinfo:
@@ -142,6 +150,8 @@ class Settings:
             f"result cache TTL: {cache}; diversity cap share: {self.max_per_category_share}",
             f"retrieval index: {self.index}",
             f"online store auto-restore: {restore}",
+            f"campaign database: {_hide_password(self.campaign_db_url) or 'none'}; "
+            f"uplift model: {self.uplift_model or 'none'}",
         ]
 
 
@@ -227,6 +237,36 @@ def _timezone(env: Mapping[str, str]) -> str:
     return raw
 
 
+def _hide_password(url: str | None) -> str | None:
+    if url is None:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL: show it without what could be credentials
+        return url.split("@")[-1]
+
+
+def _campaign_db(env: Mapping[str, str]) -> str:
+    from feature_store.campaigns import resolve_url
+
+    return resolve_url(Path(_text(env, "RECSYS_DATA_DIR") or "data"), env)
+
+
+def _uplift_model(env: Mapping[str, str]) -> Path | None:
+    raw = _text(env, "RECSYS_UPLIFT_MODEL")
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise SettingsError(
+            f"RECSYS_UPLIFT_MODEL: {raw} is not a file; fit one with `recsys campaign uplift fit`"
+        )
+    return path
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings from ``env`` (default: the process environment)."""
     env = os.environ if env is None else env
@@ -274,6 +314,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         data_timezone=_timezone(env),
         store_auto_restore=_bool(env, "RECSYS_STORE_AUTO_RESTORE", True),
         store_check_seconds=_float(env, "RECSYS_STORE_CHECK_SECONDS", 5.0, 0.0, 3600.0),
+        campaign_db_url=_campaign_db(env),
+        uplift_model=_uplift_model(env),
     )
     settings.check_bind()
     return settings

@@ -16,6 +16,7 @@ from feature_store.campaigns.errors import (
     InvalidCampaignInputError,
     StoreUnavailableError,
 )
+from feature_store.campaigns.events import EVENT_COLUMNS, PurchaseEventLog
 from feature_store.campaigns.outcomes import (
     CampaignOutcomes,
     group_frame,
@@ -25,6 +26,7 @@ from feature_store.campaigns.outcomes import (
 from feature_store.campaigns.store import Campaign, CampaignStore
 
 __all__ = [
+    "EVENT_COLUMNS",
     "Campaign",
     "CampaignExistsError",
     "CampaignNotFoundError",
@@ -32,6 +34,7 @@ __all__ = [
     "CampaignStore",
     "CampaignStoreError",
     "InvalidCampaignInputError",
+    "PurchaseEventLog",
     "StoreUnavailableError",
     "default_url",
     "group_frame",

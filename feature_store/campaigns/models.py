@@ -5,13 +5,18 @@ them; change both together.
   seed (JSON), the holdout (percent, salt, assignment scheme), the send time (UTC), the model
   version that built the audience and the group counts.
 - ``campaign_members``: one row per member of a campaign with the group (``grp``: "treatment"
-  or "control"). The primary key (campaign_id, member_id) is the index for bulk reads (a
-  campaign's members are one range of it; on SQLite the table is ``WITHOUT ROWID``, so the
-  rows are stored in that order). No foreign key to ``campaigns`` and no second index: each costs
-  more than the whole write (COPY of 1M members on PostgreSQL: 1.7 s with the key alone, 3.3 s
-  with an index on (campaign_id, grp), 7.2 s with the foreign key too). Members are written
-  only together with their campaign, in one transaction.
+  or "control") and the member's audience score at send time (``score``, null when not
+  recorded; uplift models fitted on past campaigns use it as a feature). The primary key
+  (campaign_id, member_id) is the index for bulk reads (a campaign's members are one range of
+  it; on SQLite the table is ``WITHOUT ROWID``, so the rows are stored in that order). No
+  foreign key to ``campaigns`` and no second index: each costs more than the whole write (COPY
+  of 1M members on PostgreSQL: 1.7 s with the key alone, 3.3 s with an index on (campaign_id,
+  grp), 7.2 s with the foreign key too). Members are written only together with their
+  campaign, in one transaction.
 - ``campaign_reports``: cached reports (JSON) per campaign, window and outcome source.
+- ``purchase_events``: the purchase lines reported to the service (``POST /v1/events``), kept
+  so that a campaign's outcomes can be measured after its send (feature_store.campaigns.events);
+  ``ts`` is the data's local time, as in the events.
 """
 
 from __future__ import annotations
@@ -75,6 +80,20 @@ class CampaignMemberRow(Base):
     campaign_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     member_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     group: Mapped[str] = mapped_column("grp", String(9))
+    score: Mapped[float | None] = mapped_column(Float)
+
+
+class PurchaseEventRow(Base):
+    __tablename__ = "purchase_events"
+
+    event_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    member_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    order_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=False), index=True)
+    quantity: Mapped[int] = mapped_column(Integer)
+    amount: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CampaignReportRow(Base):

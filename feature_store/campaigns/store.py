@@ -1,9 +1,10 @@
 """The campaign store: a narrow repository over the campaign tables, one backend per URL.
 
 ``CampaignStore.from_url(url)`` (SQLite or PostgreSQL), ``.migrate()`` (Alembic, in code),
-``.record_campaign(...)`` (the campaign and all its members in one transaction), ``.get``,
-``.list``, ``.members``, ``.groups``, ``.contacted_since`` (for the contact frequency cap: only
-treatment members were contacted) and a report cache (``.save_report`` / ``.cached_report``).
+``.record_campaign(...)`` (the campaign and all its members, with each member's audience score
+at send time when given, in one transaction), ``.get``, ``.list``, ``.members``, ``.groups``,
+``.contacted_since`` (for the contact frequency cap: only treatment members were contacted), a
+report cache (``.save_report`` / ``.cached_report``) and the purchase-event log (``.events``).
 
 Bulk member writes bypass the ORM: PostgreSQL gets one ``COPY ... FROM STDIN`` (psycopg 3),
 SQLite an ``executemany`` in chunks, both inside the transaction that inserts the campaign row.
@@ -37,6 +38,7 @@ from feature_store.campaigns.errors import (
     InvalidCampaignInputError,
     StoreUnavailableError,
 )
+from feature_store.campaigns.events import PurchaseEventLog
 from feature_store.campaigns.models import (
     GROUPS,
     ID_LENGTH,
@@ -50,6 +52,7 @@ VERSION_TABLE: Final[str] = "campaign_alembic_version"
 _CHUNK: Final[int] = 100_000
 Group = Literal["treatment", "control"]
 StrArray = npt.NDArray[np.str_]
+Scores = Sequence[float] | npt.NDArray[np.floating[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +120,29 @@ def _check_group(group: str) -> None:
         )
 
 
-def _copy_text(campaign_id: str, members: list[str], group: str) -> str:
-    r"""Rows in COPY's text format; ``\``, tab, newline and CR in ids are escaped."""
+def _scores(field: str, values: Scores | None, n: int) -> list[float | None] | None:
+    """One float per member (NaN: not scored, stored as null); None when not given."""
+    if values is None:
+        return None
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape != (n,):
+        raise InvalidCampaignInputError(
+            field, f"needs one score per member ({n}), got shape {array.shape}"
+        )
+    if np.isinf(array).any():
+        raise InvalidCampaignInputError(field, "scores must be finite (NaN for none)")
+    known = ~np.isnan(array)
+    if known.all():
+        listed: list[float | None] = array.tolist()
+        return listed
+    return [v if ok else None for v, ok in zip(array.tolist(), known.tolist(), strict=True)]
+
+
+def _copy_text(
+    campaign_id: str, members: list[str], group: str, scores: list[float | None] | None = None
+) -> str:
+    r"""Rows in COPY's text format; ``\``, tab, newline and CR in ids are escaped; a missing
+    score is ``\N`` (null)."""
     body = "\n".join(members)
     if any(ch in body for ch in "\\\t\r") or body.count("\n") != len(members) - 1:
         members = [
@@ -127,7 +151,11 @@ def _copy_text(campaign_id: str, members: list[str], group: str) -> str:
         ]
     lead = campaign_id.replace("\\", "\\\\").replace("\t", "\\t") + "\t"
     tail = f"\t{group}\n"
-    return "".join(lead + m + tail for m in members)
+    if scores is None:
+        return "".join(lead + m + tail for m in members)
+    mid = f"\t{group}\t"
+    cells = ["\\N" if v is None else repr(v) for v in scores]
+    return "".join(lead + m + mid + v + "\n" for m, v in zip(members, cells, strict=True))
 
 
 class CampaignStore:
@@ -154,6 +182,11 @@ class CampaignStore:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @property
+    def events(self) -> PurchaseEventLog:
+        """The purchase events reported to the service (feature_store.campaigns.events)."""
+        return PurchaseEventLog(self.engine)
 
     # ------------------------------------------------------------------ schema
 
@@ -201,12 +234,18 @@ class CampaignStore:
         salt: str | None = None,
         holdout_scheme: str | None = None,
         model_version: str | None = None,
+        treatment_scores: Scores | None = None,
+        control_scores: Scores | None = None,
     ) -> Campaign:
         """Record a sent campaign and its members, in one transaction.
 
+        ``treatment_scores`` / ``control_scores``: each member's audience score at send time,
+        aligned with ``treatment`` / ``control`` (NaN or not given: null), read back by
+        :meth:`groups`; uplift models fitted on past campaigns use them as a feature.
+
         Raises :class:`CampaignExistsError` when the id was recorded before and
-        :class:`InvalidCampaignInputError` for a naive ``sent_at``, a bad id or a member in both
-        groups.
+        :class:`InvalidCampaignInputError` for a naive ``sent_at``, a bad id, a member in both
+        groups or scores not aligned with their group.
         """
         if not isinstance(campaign_id, str) or not 0 < len(campaign_id) <= ID_LENGTH:
             raise InvalidCampaignInputError(
@@ -219,6 +258,8 @@ class CampaignStore:
             raise InvalidCampaignInputError(
                 "members", "a member is listed twice (or in both groups)"
             )
+        t_scores = _scores("treatment_scores", treatment_scores, len(t_ids))
+        c_scores = _scores("control_scores", control_scores, len(c_ids))
         values = {
             "id": campaign_id,
             "audience_id": audience_id,
@@ -237,8 +278,11 @@ class CampaignStore:
         try:
             with self._connect() as conn, conn.begin():
                 conn.execute(insert(CampaignRow), [values])
-                for group, ids in (("treatment", t_ids), ("control", c_ids)):
-                    self._insert_members(conn, campaign_id, ids, group)
+                for group, ids, scores in (
+                    ("treatment", t_ids, t_scores),
+                    ("control", c_ids, c_scores),
+                ):
+                    self._insert_members(conn, campaign_id, ids, group, scores)
         except IntegrityError as exc:
             if self._exists(campaign_id):
                 raise CampaignExistsError(campaign_id) from exc
@@ -246,24 +290,42 @@ class CampaignStore:
         return self.get(campaign_id)
 
     def _insert_members(
-        self, conn: Connection, campaign_id: str, ids: list[str], group: str
+        self,
+        conn: Connection,
+        campaign_id: str,
+        ids: list[str],
+        group: str,
+        scores: list[float | None] | None,
     ) -> None:
+        """Bulk insert; without scores the column is left out (null)."""
         if not ids:
             return
         raw = conn.connection.driver_connection
+        columns = "campaign_id, member_id, grp" + ("" if scores is None else ", score")
         if is_postgresql(self.engine):
-            sql = "COPY campaign_members (campaign_id, member_id, grp) FROM STDIN"
+            sql = f"COPY campaign_members ({columns}) FROM STDIN"
             with raw.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
                 for start in range(0, len(ids), _CHUNK):
-                    copy.write(_copy_text(campaign_id, ids[start : start + _CHUNK], group))
+                    stop = start + _CHUNK
+                    part = None if scores is None else scores[start:stop]
+                    copy.write(_copy_text(campaign_id, ids[start:stop], group, part))
             return
         cursor = raw.cursor()  # type: ignore[union-attr]
+        marks = "?, ?, ?" + ("" if scores is None else ", ?")
+        sql = f"INSERT INTO campaign_members ({columns}) VALUES ({marks})"
         try:
-            sql = "INSERT INTO campaign_members (campaign_id, member_id, grp) VALUES (?, ?, ?)"
             for start in range(0, len(ids), _CHUNK):
-                cursor.executemany(
-                    sql, [(campaign_id, m, group) for m in ids[start : start + _CHUNK]]
-                )
+                stop = start + _CHUNK
+                if scores is None:
+                    rows: list[tuple[object, ...]] = [
+                        (campaign_id, m, group) for m in ids[start:stop]
+                    ]
+                else:
+                    rows = [
+                        (campaign_id, m, group, v)
+                        for m, v in zip(ids[start:stop], scores[start:stop], strict=True)
+                    ]
+                cursor.executemany(sql, rows)
         finally:
             cursor.close()
 
@@ -326,7 +388,8 @@ class CampaignStore:
         return ids.to_numpy().astype(np.str_) if ids.len() else np.zeros(0, dtype=np.str_)
 
     def groups(self, campaign_id: str, group: Group | None = None) -> pl.DataFrame:
-        """Members of a campaign (or of one group): ``member_id``, ``group``, sorted by member_id.
+        """Members of a campaign (or of one group): ``member_id``, ``group`` and ``score`` (the
+        audience score at send time, null when not recorded), sorted by member_id.
 
         Read through the driver (COPY ... TO STDOUT on PostgreSQL), not row objects: about
         0.5 s for a million members instead of 2-3 s.
@@ -336,12 +399,12 @@ class CampaignStore:
         self.get(campaign_id)
         where = "campaign_id = {p}" + ("" if group is None else " AND grp = {p}")
         params = (campaign_id,) if group is None else (campaign_id, group)
-        schema = {"member_id": pl.String, "group": pl.String}
+        schema = {"member_id": pl.String, "group": pl.String, "score": pl.Float64}
         with self._connect() as conn:
             raw = conn.connection.driver_connection
             if is_postgresql(self.engine):
                 sql = (
-                    "COPY (SELECT member_id, grp FROM campaign_members WHERE "
+                    "COPY (SELECT member_id, grp, score FROM campaign_members WHERE "
                     + where.format(p="%s")
                     + ") TO STDOUT WITH (FORMAT csv)"
                 )
@@ -351,7 +414,7 @@ class CampaignStore:
                         buffer += chunk
                 found = pl.read_csv(bytes(buffer), has_header=False, schema=schema)
                 return found.sort("member_id")
-            sql = f"SELECT member_id, grp FROM campaign_members WHERE {where.format(p='?')}"
+            sql = "SELECT member_id, grp, score FROM campaign_members WHERE " + where.format(p="?")
             cursor = raw.cursor()  # type: ignore[union-attr]
             try:
                 rows = cursor.execute(sql, params).fetchall()

@@ -40,9 +40,13 @@ def _tier_table(members: pl.DataFrame, tiers: list[str], below: float) -> pl.Dat
         clv.mean().alias("mean_clv"),
     )
     order = {name: i for i, name in enumerate(tiers)}
-    return table.with_columns(
-        pl.col(Col.TIER).replace_strict(order, default=len(order)).alias("__order")
-    ).sort("__order", Col.TIER).drop("__order")
+    return (
+        table.with_columns(
+            pl.col(Col.TIER).replace_strict(order, default=len(order)).alias("__order")
+        )
+        .sort("__order", Col.TIER)
+        .drop("__order")
+    )
 
 
 def _markdown(

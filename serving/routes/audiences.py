@@ -60,7 +60,7 @@ def _create(service: AudienceService, body: Any, model: ServingModel) -> Audienc
     status_code=201,
     response_model=AudienceOut,
     summary="Create an audience",
-    responses=problems(400, 401, 403, 422, 503),
+    responses=problems(400, 401, 403, 409, 422, 503),
     openapi_extra={
         "security": SECURITY,
         "requestBody": {"content": {"application/json": {"schema": {"$ref": DEFINITION_REF}}}},
@@ -124,12 +124,37 @@ def members(
 )
 def export(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> StreamingResponse:
     """The whole audience as CSV (member_id, score, rank, percentile, tier, segment; no
-    personal data beyond member ids), streamed in chunks: the same rows as all its pages."""
+    personal data beyond member ids), streamed in chunks: the same rows as all its pages. With
+    a holdout, only the treatment group: the members to contact."""
     chunks = _service(state).export(audience_id, EXPORT_CHUNK_ROWS)
     return StreamingResponse(
         chunks,
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{audience_id}.csv"'},
+    )
+
+
+@router.get(
+    "/{audience_id}/control.csv",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": f"CSV with the header {','.join(CSV_HEADER)}, best member first",
+            "content": {"text/csv": {}},
+        },
+        **problems(401, 403, 404, 422, 503),
+    },
+    openapi_extra={"security": SECURITY},
+    summary="Export an audience's control group as CSV",
+)
+def control(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> StreamingResponse:
+    """The control group of an audience with a holdout (members kept out of the send, to
+    measure its lift; docs/campaigns.md), as CSV like export.csv. 404 without a holdout."""
+    chunks = _service(state).export(audience_id, EXPORT_CHUNK_ROWS, control=True)
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{audience_id}.control.csv"'},
     )
 
 
@@ -139,8 +164,12 @@ def export(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> Stre
     summary="Mark an audience sent",
     **secured(404, 422, 503),
 )
-def sent(audience_id: AudienceIdPath, caller: Campaigns, state: State) -> SentOut:
-    """Record the audience's members as contacted now, for the contact frequency cap
-    (``exclude.contacted_within_days``). Idempotent: marking it again changes nothing and
-    returns the first record (``recorded: false``)."""
-    return SentOut.model_validate(_service(state).mark_sent(audience_id))
+def sent(
+    audience_id: AudienceIdPath, caller: Campaigns, state: State, model: CurrentModel
+) -> SentOut:
+    """Record the audience's members (its treatment group) as contacted now, for the contact
+    frequency cap (``exclude.contacted_within_days``), and the campaign (id = the audience id;
+    definition, seed, send time, both groups, model version) in the campaign database, where
+    ``GET /v1/campaigns/{id}/report`` measures its lift. Idempotent: marking it again changes
+    nothing and returns the first record (``recorded: false``)."""
+    return SentOut.model_validate(_service(state).mark_sent(audience_id, model))

@@ -34,8 +34,10 @@ def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) ->
     (a repeated id reports ``duplicate`` and changes nothing). For every member with an applied
     event, the vector is re-estimated by ALS fold-in from their history plus the purchases
     reported since the snapshot, and their cached recommendations are dropped, so the next
-    request reflects the purchase. Events are applied in order; if the store fails midway the
-    answer is 503 and the whole batch can be sent again safely.
+    request reflects the purchase. Every event is also kept in the campaign database (once per
+    ``event_id``), where campaign reports measure outcomes after a send. Events are applied in
+    order; if the online store or the campaign database fails midway the answer is 503 and the
+    whole batch can be sent again safely.
 
     ``ts`` with a UTC offset is converted to the data's time zone (``RECSYS_DATA_TIMEZONE``,
     default UTC); without one it is taken as a time in that zone."""
@@ -54,6 +56,7 @@ def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) ->
             f"became unavailable ({exc}); send the batch again (applied events are skipped)",
             retry_after_seconds=max(1, int(state.settings.redis_retry_seconds)),
         ) from exc
+    state.campaigns.record_events([_row(event) for event in events])
     counts = Counter(u.status for u in updates)
     for status, n in counts.items():
         state.metrics.events.labels(status).inc(n)
@@ -85,6 +88,18 @@ def _event(item: PurchaseEventIn, zone: tzinfo) -> PurchaseEvent:
         quantity=item.quantity,
         amount=item.amount,
     )
+
+
+def _row(event: PurchaseEvent) -> dict[str, object]:
+    return {
+        "event_id": event.event_id,
+        "member_id": event.member_id,
+        "order_id": event.order_id,
+        "item_id": event.item_id,
+        "ts": event.ts,
+        "quantity": event.quantity,
+        "amount": event.amount,
+    }
 
 
 def _applier(event: PurchaseEvent) -> Callable[[RedisOnlineStore], PurchaseUpdate]:

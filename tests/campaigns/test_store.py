@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import polars as pl
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -35,7 +36,7 @@ PG_ADMIN_URL = os.environ.get(
     "CAMPAIGN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 SENT = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)
-TABLES = ("campaign_reports", "campaign_members", "campaigns")
+TABLES = ("campaign_reports", "campaign_members", "campaigns", "purchase_events")
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def _record(store: CampaignStore, cid: str, treatment: list[str], control: list[
 
 def test_migrations_are_idempotent_and_match_the_models(store: CampaignStore) -> None:
     store.migrate()
-    assert store.current_revision() == store.head_revision() == "0001_campaigns"
+    assert store.current_revision() == store.head_revision() == "0002_purchase_events"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(
             conn, opts={"version_table": "campaign_alembic_version"}
@@ -117,12 +118,38 @@ def test_record_and_read_back(store: CampaignStore) -> None:
     assert store.members("c1", "control").tolist() == ["M9"]
     groups = store.groups("c1")
     assert groups.rows() == [
-        ("M1", "treatment"),
-        ("M2", "treatment"),
-        ("M3", "treatment"),
-        ("M9", "control"),
+        ("M1", "treatment", None),
+        ("M2", "treatment", None),
+        ("M3", "treatment", None),
+        ("M9", "control", None),
     ]
+    assert groups.schema["score"] == pl.Float64
     assert store.groups("c1", "control").height == 1
+
+
+def test_scores_at_send_time_are_stored_per_member(store: CampaignStore) -> None:
+    import numpy as np
+
+    _record(
+        store, "c1", ["M3", "M1", "M2"], ["M9", "M8"],
+        treatment_scores=np.array([0.3, 0.125, np.nan], dtype=np.float32),
+        control_scores=[-1.5, 2.0],
+    )  # fmt: skip
+    groups = store.groups("c1")
+    # float32 scores come back exactly (as float64); NaN is null
+    assert groups.rows() == [
+        ("M1", "treatment", 0.125),
+        ("M2", "treatment", None),
+        ("M3", "treatment", float(np.float32(0.3))),
+        ("M8", "control", 2.0),
+        ("M9", "control", -1.5),
+    ]
+    assert store.groups("c1", "control")["score"].to_list() == [2.0, -1.5]
+    with pytest.raises(InvalidCampaignInputError, match="treatment_scores"):
+        _record(store, "c2", ["M1", "M2"], [], treatment_scores=[0.1])
+    with pytest.raises(InvalidCampaignInputError, match="control_scores"):
+        _record(store, "c2", ["M1"], ["M2"], control_scores=[float("inf")])
+    assert store.count() == 1
 
 
 def test_duplicate_campaign_is_refused_and_leaves_nothing_behind(store: CampaignStore) -> None:
@@ -201,10 +228,15 @@ def test_bulk_members_and_awkward_ids(store: CampaignStore) -> None:
         "ü-ñ",
     ]
     control = [f"C{i:06d}" for i in range(5_000)]
-    campaign = _record(store, "bulk", treatment, control)
+    scores = [i / 7 for i in range(len(treatment))]
+    campaign = _record(store, "bulk", treatment, control, treatment_scores=scores)
     assert campaign.counts["treatment"] == 50_004
     assert store.members("bulk", "treatment").tolist() == sorted(treatment)
     assert store.members("bulk", "control").size == 5_000
+    read = store.groups("bulk", "treatment")
+    expected = dict(zip(treatment, scores, strict=True))
+    assert read["score"].to_list() == [expected[m] for m in read["member_id"].to_list()]
+    assert store.groups("bulk", "control")["score"].null_count() == 5_000
 
 
 def test_url_resolution(tmp_path: Path) -> None:
@@ -228,3 +260,42 @@ def test_unreachable_database_is_reported() -> None:
     with pytest.raises(StoreUnavailableError):
         store.get("c1")
     store.dispose()
+
+
+def _event(event_id: str, member: str, day: int, quantity: int = 1) -> dict[str, object]:
+    return {
+        "event_id": event_id,
+        "member_id": member,
+        "order_id": f"o-{event_id}",
+        "item_id": "I1",
+        "ts": datetime(2025, 6, day, 12, 30),
+        "quantity": quantity,
+        "amount": 4.5 * quantity,
+    }
+
+
+def test_purchase_events_are_stored_once_and_read_by_time_range(store: CampaignStore) -> None:
+    log = store.events
+    assert log.record([_event("e1", "m1", 3), _event("e2", "m2", 5), _event("e3", "m1", 9)]) == 3
+    # a batch resent after a failure is stored once
+    assert log.record([_event("e2", "m2", 5), _event("e4", "m3", 4, quantity=-1)]) == 1
+    window = log.purchases(datetime(2025, 6, 3, 12, 30), datetime(2025, 6, 9, 12, 30))
+    assert window["event_id"].to_list() == ["e1", "e4", "e2"]  # start inclusive, stop exclusive
+    assert window.schema["ts"] == pl.Datetime("us")
+    assert window.row(1, named=True)["amount"] == -4.5
+    only = log.purchases(datetime(2025, 6, 1), datetime(2025, 7, 1), member_ids=["m1"])
+    assert only["event_id"].to_list() == ["e1", "e3"]
+    assert log.prune(datetime(2025, 6, 5)) == 2
+    assert log.purchases(datetime(2025, 6, 1), datetime(2025, 7, 1))["event_id"].to_list() == [
+        "e2",
+        "e3",
+    ]
+
+
+def test_purchase_events_bad_input_names_the_field(store: CampaignStore) -> None:
+    bad = _event("e1", "m1", 3) | {"ts": datetime(2025, 6, 3, tzinfo=UTC)}
+    with pytest.raises(InvalidCampaignInputError, match=r"events\[0\]\.ts"):
+        store.events.record([bad])
+    missing = {k: v for k, v in _event("e1", "m1", 3).items() if k != "amount"}
+    with pytest.raises(InvalidCampaignInputError, match="amount"):
+        store.events.record([missing])

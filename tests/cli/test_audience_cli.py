@@ -276,3 +276,103 @@ def test_build_refuses_other_file_types(trained: TrainResult, tmp_path: Path) ->
     result = build(trained, definition, tmp_path / "x.csv")
     assert result.exit_code == 1
     assert ".json or .toml" in result.output
+
+
+def _ids(path: Path) -> list[str]:
+    return [r["member_id"] for r in csv.DictReader(io.StringIO(path.read_text()))]
+
+
+def test_a_holdout_writes_treatment_and_control_files(trained: TrainResult, tmp_path: Path) -> None:
+    from engine.campaigns import split_holdout
+
+    item = str(read_bundle(trained.bundle).item_ids.ids[0])
+    body = f'name = "spring"\n[seed]\nitems = ["{item}"]\n[size]\ntop_n = 400\n'
+    plain = tmp_path / "plain.toml"
+    plain.write_text(body, encoding="utf-8")
+    assert build(trained, plain, tmp_path / "all.csv").exit_code == 0
+    everyone = _ids(tmp_path / "all.csv")
+    assert len(everyone) == 400
+
+    held = tmp_path / "held.toml"
+    held.write_text(body + "[holdout]\npercent = 20\n", encoding="utf-8")
+    out = tmp_path / "spring.csv"
+    result = build(trained, held, out)
+    assert result.exit_code == 0, result.output
+    treatment, control = _ids(out), _ids(tmp_path / "spring.control.csv")
+    # the campaign id is the definition's name; order is kept within each group
+    expected = split_holdout("spring", everyone, 20.0)
+    assert treatment == expected.treatment.tolist()
+    assert control == expected.control.tolist()
+    assert sorted(treatment + control) == sorted(everyone)
+    assert 0 < len(control) < 400
+    assert abs(len(control) - 80) <= 3 * (400 * 0.16) ** 0.5
+    assert f"treatment: {len(treatment):,} members" in result.stdout
+    assert f"control:   {len(control):,} members" in result.stdout
+    with out.open() as handle:
+        assert handle.readline().strip() == "member_id,score,rank,percentile,tier,segment"
+
+    # another campaign id (and a salt) draws another control group, to an explicit file
+    salted = tmp_path / "salted.toml"
+    salted.write_text(body + '[holdout]\npercent = 20\nsalt = "s2"\n', encoding="utf-8")
+    other = tmp_path / "other-control.csv"
+    again = build(
+        trained, salted, tmp_path / "t.csv", "--campaign-id", "cmp-7", "--control-out", str(other)
+    )
+    assert again.exit_code == 0, again.output
+    assert _ids(other) == split_holdout("cmp-7", everyone, 20.0, "s2").control.tolist()
+    assert _ids(other) != control
+
+
+def test_a_holdout_without_a_name_needs_a_campaign_id(trained: TrainResult, tmp_path: Path) -> None:
+    item = str(read_bundle(trained.bundle).item_ids.ids[0])
+    definition = tmp_path / "anon.json"
+    definition.write_text(
+        json.dumps({"seed": {"items": [item]}, "size": {"top_n": 5}, "holdout": {"percent": 10}})
+    )
+    out = tmp_path / "anon.csv"
+    result = build(trained, definition, out)
+    assert result.exit_code == 1
+    assert "--campaign-id" in result.output
+    assert not out.exists()
+    assert not (tmp_path / "anon.control.csv").exists()
+
+
+def test_rank_by_uplift_uses_the_uplift_model(trained: TrainResult, tmp_path: Path) -> None:
+    from engine.campaigns.uplift import FORMAT
+
+    item = str(read_bundle(trained.bundle).item_ids.ids[0])
+    definition = tmp_path / "uplift.json"
+    definition.write_text(
+        json.dumps({"seed": {"items": [item]}, "size": {"top_n": 30, "rank_by": "uplift"}})
+    )
+    without = build(trained, definition, tmp_path / "none.csv")
+    assert without.exit_code == 1
+    assert "size.rank_by:" in without.output
+    # a model whose uplift falls with the audience score (persuadables are not the sure things):
+    # P(convert | contacted) = sigmoid(-score), P(convert | not) = 1/2
+    model = tmp_path / "model.json"
+    model.write_text(
+        json.dumps(
+            {
+                "format": FORMAT,
+                "method": "two_model",
+                "encoder": {"categorical": [], "numeric": [["audience_score", 0.0, 1.0]]},
+                "parts": {
+                    "treated": {"coef": [-1.0], "intercept": 0.0},
+                    "control": {"coef": [0.0], "intercept": 0.0},
+                },
+            }
+        )
+    )
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps({"seed": {"items": [item]}, "size": {"top_percent": 100}}))
+    assert build(trained, plain, tmp_path / "all.csv").exit_code == 0
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "all.csv").read_text())))
+    out = tmp_path / "ranked.csv"
+    result = build(trained, definition, out, "--uplift-model", str(model))
+    assert result.exit_code == 0, result.output
+    ranked = list(csv.DictReader(io.StringIO(out.read_text())))
+    # the 30 lowest audience scores, lowest first (ties by the audience order)
+    lowest = sorted(rows, key=lambda r: float(r["score"]))[:30]
+    assert [r["member_id"] for r in ranked] == [r["member_id"] for r in lowest]
+    assert [float(r["score"]) for r in ranked] == sorted(float(r["score"]) for r in ranked)

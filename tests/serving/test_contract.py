@@ -49,6 +49,7 @@ ROLES = {
     "items": Role.STOREFRONT,
     "members": Role.MARKETER,
     "audiences": Role.MARKETER,
+    "campaigns": Role.MARKETER,
     "events": Role.INGEST,
     "models": Role.ADMIN,
 }
@@ -114,6 +115,7 @@ def contract_app(
     settings = Settings(
         model_uri=str(bundle),
         tracking_uri=f"sqlite:///{tmp_path_factory.mktemp('contract-mlflow') / 'mlflow.db'}",
+        campaign_db_url=f"sqlite:///{tmp_path_factory.mktemp('contract-campaigns') / 'c.db'}",
         redis_url=url,
         redis_prefix=prefix,
         api_keys=keys(),
@@ -247,9 +249,24 @@ def test_the_audience_definition_is_typed_and_closed() -> None:
     schemas = DOCUMENT["components"]["schemas"]
     definition = schemas["AudienceDefinition"]
     assert definition["additionalProperties"] is False
-    assert set(definition["properties"]) == {"name", "seed", "filters", "exclude", "size"}
+    assert set(definition["properties"]) == {
+        "name",
+        "seed",
+        "filters",
+        "exclude",
+        "size",
+        "holdout",
+    }
     assert set(definition["required"]) == {"seed", "size"}
-    for name in ("AudienceSeed", "AudienceFilters", "AudienceTags", "AudienceSize"):
+    for name in (
+        "AudienceSeed",
+        "AudienceFilters",
+        "AudienceTags",
+        "AudienceSize",
+        "AudienceHoldout",
+        "AudiencePAlive",
+        "AudienceClv",
+    ):
         assert schemas[name]["additionalProperties"] is False
 
 
