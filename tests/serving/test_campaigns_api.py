@@ -221,3 +221,61 @@ def test_a_category_seed_counts_every_item_of_the_category(service: Service) -> 
     metrics = {m["name"]: m for m in report["metrics"]}
     assert metrics["conversion_seed"]["treatment"]["value"] == pytest.approx(1 / len(treatment))
     assert metrics["conversion_any"]["treatment"]["value"] == pytest.approx(2 / len(treatment))
+
+
+def test_rank_by_uplift_with_a_loaded_model(
+    bundle: Path, snapshot: Path, redis_backend: RedisBackend, tmp_path: Path
+) -> None:
+    """With RECSYS_UPLIFT_MODEL the audience is ordered by the model's predicted uplift on the
+    features of engine.campaigns.features; without one the request is a 409."""
+    from engine.campaigns import fit_uplift
+    from engine.campaigns.features import CATEGORICAL, NUMERIC, uplift_features
+    from feature_store.member_columns import read_audience_columns
+
+    columns = read_audience_columns(snapshot).members
+    rng = np.random.default_rng(5)
+    rows = rng.integers(0, len(columns), 600)
+    scores = rng.normal(size=600).astype(np.float32)
+    features = uplift_features(columns, rows, scores)
+    treated = rng.random(600) < 0.5
+    # planted: contacting helps members with a high p_alive
+    p_alive = np.nan_to_num(columns.p_alive[rows], nan=0.0)
+    converted = rng.random(600) < 0.1 + 0.6 * treated * p_alive
+    model = fit_uplift(features, treated, converted, categorical=CATEGORICAL, numeric=NUMERIC)
+    path = tmp_path / "uplift.json"
+    model.save(path)
+
+    store = connect(redis_backend.url, prefix=redis_backend.prefix)
+    try:
+        materialize(snapshot, store)
+    finally:
+        store.close()
+    settings = Settings(
+        model_uri=str(bundle),
+        redis_url=redis_backend.url,
+        redis_prefix=redis_backend.prefix,
+        api_keys=keys(),
+        keys_source="tests",
+        cache_ttl_seconds=0,
+        model_poll_seconds=0,
+        campaign_db_url=f"sqlite:///{tmp_path / 'campaigns.db'}",
+        uplift_model=path,
+    )
+    body = {"seed": TEA, "size": {"top_n": 5, "rank_by": "uplift"}}
+    with running(settings) as client:
+        service = Service(client, settings, redis_backend.client)
+        ranked = _csv_ids(service, f"/v1/audiences/{_create(service, body)['id']}/export.csv")
+    index = {m: i for i, m in enumerate(columns.member_ids.tolist())}
+    members = list(TEA1_SCORES)
+    member_rows = np.asarray([index[m] for m in members])
+    member_scores = np.asarray([TEA1_SCORES[m] for m in members], dtype=np.float32)
+    predicted = model.predict(uplift_features(columns, member_rows, member_scores))
+    order = sorted(range(len(members)), key=lambda i: (-np.float32(predicted[i]), member_rows[i]))
+    assert ranked == [members[i] for i in order][:5]
+
+
+def test_rank_by_uplift_without_a_model_is_a_conflict(service: Service) -> None:
+    body = {"seed": TEA, "size": {"top_n": 5, "rank_by": "uplift"}}
+    response = service.post("/v1/audiences", Role.MARKETER, json=body)
+    assert response.status_code == 409
+    assert "RECSYS_UPLIFT_MODEL" in response.json()["detail"]
