@@ -35,6 +35,8 @@ from benchmarks.harness import Result, recsys
 from feature_store.online import StoreUnavailableError, connect
 from feature_store.online.connection import open_client
 from feature_store.policy import load_policy
+from feature_store.snapshot import FORMAT_VERSION
+from feature_store.value import ValueParams
 
 SCALES = {
     "full": {"members": 1_000_000, "mean_lines": 8, "reads": 5_000},
@@ -54,9 +56,13 @@ def _ids(prefix: str, values: np.ndarray, width: int) -> pl.Series:
 
 
 def build_snapshot(folder: Path, n: int, mean_lines: int, seed: int = 7) -> Path:
-    """A snapshot folder with ``n`` members (docs/feature_snapshot.md), vectorized."""
-    if (folder / "manifest.json").is_file():
-        return folder
+    """A snapshot folder with ``n`` members (docs/feature_snapshot.md), vectorized; one left
+    by an earlier run is reused when it has this snapshot format."""
+    manifest_path = folder / "manifest.json"
+    if manifest_path.is_file():
+        if json.loads(manifest_path.read_text()).get("format_version") == FORMAT_VERSION:
+            return folder
+        shutil.rmtree(folder)
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     us = 1_000_000
@@ -100,6 +106,14 @@ def build_snapshot(folder: Path, n: int, mean_lines: int, seed: int = 7) -> Path
                 "region": np.array(["UK", "FR", "DE", "US"])[rng.integers(0, 4, n)],
                 "points_balance": rng.integers(0, 5_000, n),
                 "birth_month": pl.Series(rng.integers(1, 13, n), dtype=pl.Int8),
+                "purchase_days": n_orders,
+                "repeat_day_spend": np.round(
+                    spend * np.maximum(n_orders - 1, 0) / np.maximum(n_orders, 1), 2
+                ),
+                "p_alive": np.round(rng.beta(5.0, 1.5, n), 6),
+                "expected_orders_90d": np.round(rng.gamma(1.5, 0.8, n), 6),
+                "expected_spend_90d": np.round(rng.gamma(1.5, 40.0, n), 4),
+                "clv": np.round(rng.gamma(1.5, 150.0, n), 4),
                 "has": has,
             }
         )
@@ -116,6 +130,10 @@ def build_snapshot(folder: Path, n: int, mean_lines: int, seed: int = 7) -> Path
                 "m_score",
                 "rfm_segment",
                 "avg_interpurchase_days",
+                "p_alive",
+                "expected_orders_90d",
+                "expected_spend_90d",
+                "clv",
             )
         )
         .with_columns(
@@ -144,8 +162,15 @@ def build_snapshot(folder: Path, n: int, mean_lines: int, seed: int = 7) -> Path
         folder / "recent_purchases.parquet"
     )
     policy = load_policy()
+    # a fitted member-value model (CDNOW's published parameters), so events recompute values
+    value_params = ValueParams(
+        r=0.243, alpha=4.414, a=0.793, b=2.426, p=6.25, q=3.74, v=15.44,
+        n_members=int(has.sum()), n_repeaters=int((n_orders > 1).sum()), fitted_at_as_of=AS_OF.date(),
+    )  # fmt: skip
     manifest = {
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
+        "value_model": {"params": value_params.model_dump(mode="json"), "note": None},
+        "value_policy": {"clv_months": 12, "monthly_discount": 0.01, "at_risk_below": 0.5},
         "as_of": AS_OF.date().isoformat(),
         "created_at": datetime.now().isoformat(timespec="seconds"),
         "source_fingerprint": "sha256:" + "0" * 64,

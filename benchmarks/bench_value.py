@@ -435,6 +435,8 @@ def _api_results(work: Path, batches: int, batch_size: int) -> list[Result]:
             cache_ttl_seconds=0,
             model_poll_seconds=0,
             redis_retry_seconds=0.0,
+            # as in production: every event is also appended to the campaign database
+            campaign_db_url=f"sqlite:///{work / prefix}.db",
         )
 
     headers = auth(Role.INGEST)
