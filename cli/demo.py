@@ -101,14 +101,11 @@ def _member_value(snapshot: Path, out: Path) -> None:
     """The early-warning list a loyalty team works from: valuable members slipping away."""
     from cli.members import at_risk_cmd
     from feature_store.offline import open_snapshot
-    from feature_store.value.at_risk import manifest_value
+    from feature_store.value.snapshot_columns import manifest_value
 
-    snap = open_snapshot(snapshot)
-    params, _ = manifest_value(snap.manifest, str(snapshot))
-    if params is None:
-        entry = snap.manifest.get("value_model")
-        note = entry.get("note") if isinstance(entry, dict) else None
-        typer.echo(f"member value: no model in the snapshot ({note})")
+    recorded = manifest_value(open_snapshot(snapshot).manifest, str(snapshot))
+    if recorded.params is None:
+        typer.echo(f"member value: no model in the snapshot ({recorded.note})")
         return
     typer.echo("\nmember value: the early-warning list (recsys members at-risk)")
     at_risk_cmd(
@@ -160,9 +157,9 @@ def _train(dataset: Path, runs: Path) -> None:
 def _campaign(dataset: Path, snapshot: Path, out: Path) -> None:
     """Send a campaign with a control group, simulate its 30 days, print its report, and fit
     an uplift model on it for audiences ranked by uplift (docs/campaigns.md)."""
+    from cli.campaign import existing_store
     from cli.campaign_uplift import fit_from_campaigns
     from cli.demo_campaign import run_campaign_demo
-    from feature_store.campaigns import CampaignStore, resolve_url
 
     console.rule("campaign with a control group")
     run_campaign_demo(dataset, snapshot, out / "runs" / "default-auto" / "bundle", out)
@@ -170,9 +167,7 @@ def _campaign(dataset: Path, snapshot: Path, out: Path) -> None:
     if model.is_file():
         console.log(f"uplift model already there: {model}")
         return
-    store = CampaignStore.from_url(resolve_url(out))
-    try:
-        store.migrate()
+    with existing_store(out, None) as store:
         fit_from_campaigns(
             store,
             snapshot=snapshot,
@@ -184,8 +179,6 @@ def _campaign(dataset: Path, snapshot: Path, out: Path) -> None:
             seed=0,
             data_timezone="UTC",
         )
-    finally:
-        store.dispose()
 
 
 def _serve(redis_url: str, port: int) -> None:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from cli.dates import parse_date
 from cli.errors import fail, handles_errors
 
 app = typer.Typer(
     help="Member and item features: offline snapshots, online store.", no_args_is_help=True
 )
-
-
-def _parse_date(value: str) -> date:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 @app.command("build")
@@ -46,7 +39,7 @@ def build_cmd(
     from cli.progress import steps
     from feature_store.offline import build_snapshot
 
-    cutoff = _parse_date(as_of)
+    cutoff = parse_date(as_of, "--as-of")
     if not data.is_dir():
         raise fail(f"{data}: dataset folder not found")
     with steps("features build") as step:
@@ -69,25 +62,20 @@ def build_cmd(
             f"  CRM tier agrees with the policy for {agreement.agreeing:,} of "
             f"{agreement.crm_members:,} members ({100 * agreement.rate:.1f}%)"
         )
-    _value_summary(result.snapshot.manifest)
     from feature_store.value.report import write_value_report
+    from feature_store.value.snapshot_columns import manifest_value
 
-    page = write_value_report(result.snapshot.path)
-    typer.echo(f"  member value report: {page['markdown']}")
-
-
-def _value_summary(manifest: dict[str, object]) -> None:
-    entry = manifest.get("value_model")
-    if not isinstance(entry, dict):
-        return
-    params = entry.get("params")
-    if isinstance(params, dict):
+    snap = result.snapshot
+    recorded = manifest_value(snap.manifest, str(snap.path / "manifest.json"))
+    if recorded.params is not None:
         typer.echo(
-            f"  member value: BG/NBD + Gamma-Gamma fitted on {params['n_members']:,} members "
-            f"in {params['fit_seconds']:.1f}s"
+            f"  member value: BG/NBD + Gamma-Gamma fitted on {recorded.params.n_members:,} "
+            f"members in {recorded.params.fit_seconds:.1f}s"
         )
     else:
-        typer.echo(f"  member value: none ({entry.get('note')})")
+        typer.echo(f"  member value: none ({recorded.note})")
+    page = write_value_report(snap.path)
+    typer.echo(f"  member value report: {page['markdown']}")
 
 
 @app.command("materialize")

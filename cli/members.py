@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli.errors import fail, handles_errors
+from cli.dates import parse_date
+from cli.errors import handles_errors
 
 app = typer.Typer(help="Member lists: valuable members slipping away.", no_args_is_help=True)
-
-
-def _date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise fail(f"{option}: {value!r} is not a date (YYYY-MM-DD)") from None
 
 
 @app.command("at-risk")
@@ -52,13 +43,15 @@ def at_risk_cmd(
     import polars as pl
 
     from feature_store.offline import open_snapshot
-    from feature_store.value.at_risk import NEEDED, at_risk_members, manifest_value
+    from feature_store.value.at_risk import NEEDED, at_risk_members
+    from feature_store.value.snapshot_columns import manifest_value
 
     snap = open_snapshot(snapshot)
-    params, policy = manifest_value(snap.manifest, str(snap.path / "manifest.json"))
+    recorded = manifest_value(snap.manifest, str(snap.path / "manifest.json"))
+    params, policy = recorded.params, recorded.policy
     if below is not None:
         policy = replace(policy, at_risk_below=below)
-    when = _date(as_of, "--as-of")
+    when = parse_date(as_of, "--as-of")
     members = snap.scan("members").select(NEEDED).collect()
     listed = at_risk_members(
         members,

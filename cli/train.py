@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.dates import parse_date
 from cli.errors import fail, handles_errors
 
 if TYPE_CHECKING:
@@ -19,17 +19,6 @@ if TYPE_CHECKING:
 
 #: members per chunk of `recsys recommend` (bounds memory: about k * 100 bytes per member)
 RECOMMEND_CHUNK = 50_000
-
-
-def _parse_date(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option
-        ) from None
 
 
 @contextmanager
@@ -143,8 +132,8 @@ def train_cmd(
 
     cfg = load_config(config)
     automatic = config is None or auto
-    cut, end = _parse_date(cutoff, "--cutoff"), _parse_date(test_end, "--test-end")
-    until = _parse_date(as_of, "--as-of")
+    cut, end = parse_date(cutoff, "--cutoff"), parse_date(test_end, "--test-end")
+    until = parse_date(as_of, "--as-of")
     if end is not None and cut is None:
         raise typer.BadParameter("--test-end needs --cutoff", param_hint="--test-end")
     split = cfg.split

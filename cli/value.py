@@ -6,7 +6,6 @@ Wired into the main app with ``app.add_typer(value.app, name="value")`` (cli/mai
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.dates import parse_date
 from cli.errors import fail, handles_errors
 
 if TYPE_CHECKING:
@@ -23,13 +23,6 @@ app = typer.Typer(
     help="Member value: p_alive, expected purchases and spend, CLV.", no_args_is_help=True
 )
 _out = Console()
-
-
-def _parse_date(value: str) -> date:
-    try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -122,7 +115,7 @@ def evaluate_cmd(
     from feature_store.policy import load_policy
     from feature_store.value.holdout import evaluate_holdout, write_holdout_report
 
-    end = _parse_date(calibration_end)
+    end = parse_date(calibration_end, "--calibration-end")
     if not data.is_dir():
         raise fail(f"{data}: dataset folder not found")
     with steps("value evaluate") as step:

@@ -338,9 +338,10 @@ class AudienceService:
         written first: when it fails nothing is recorded and the call can be repeated."""
         _check_id(audience_id)
         now = utc_now()
-        campaign_id = None
+        campaign_id, held_out = None, 0
         if self.campaigns is not None and self.campaigns.configured:
             stored = self._stored(audience_id)
+            held_out = stored.control_size
             previous = self.call(lambda store: self.store.sent(store.client, audience_id))
             sent_at = previous.sent_at if previous is not None else now
             treatment = self._all(stored, control=False)
@@ -364,7 +365,7 @@ class AudienceService:
             "audience_id": audience_id,
             "campaign_id": campaign_id,
             "contacts": record.contacts,
-            "control": 0 if campaign_id is None else int(self._stored(audience_id).control_size),
+            "control": held_out,
             "sent_at": record.sent_at.isoformat(timespec="seconds"),
             "recorded": record.recorded,
         }

@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 
 from feature_store.dataset import Dataset
-from feature_store.value.at_risk import manifest_value
 from feature_store.value.holdout import evaluate_holdout, write_holdout_report
 from feature_store.value.report import write_value_report
+from feature_store.value.snapshot_columns import manifest_value
 from training.data import Split
 
 
@@ -26,16 +26,16 @@ def write_value_evaluation(out: Path, snapshot: Path, dataset: Dataset, split: S
     Without a value model in the snapshot (policy off, data too thin) the page says why."""
     out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((snapshot / "manifest.json").read_text())
-    params, _ = manifest_value(manifest, str(snapshot / "manifest.json"))
+    recorded = manifest_value(manifest, str(snapshot / "manifest.json"))
     page = out / "README.md"
-    if params is None:
-        entry = manifest.get("value_model")
-        note = entry.get("note") if isinstance(entry, dict) else None
-        page.write_text(f"# Member value\n\nNo value model in the test snapshot: {note}.\n")
+    if recorded.params is None:
+        page.write_text(
+            f"# Member value\n\nNo value model in the test snapshot: {recorded.note}.\n"
+        )
         return page
     horizon = max(1, (split.test_end - split.cutoff).days)
     result = evaluate_holdout(
-        dataset, split.cutoff.date(), horizon, params=params, rfm_baseline=False
+        dataset, split.cutoff.date(), horizon, params=recorded.params, rfm_baseline=False
     )
     files = write_holdout_report(result, out)
     tiers = write_value_report(snapshot, out)

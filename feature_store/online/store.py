@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Final, Protocol, runtime_checkable
 
 import redis
-from pydantic import ValidationError as PydanticValidationError
 
 from feature_store.errors import DataError
 from feature_store.online.connection import close_client, open_client, redact, resolve_url
@@ -51,6 +50,7 @@ from feature_store.online.profile import (
 from feature_store.policy import FeaturePolicy, load_policy
 from feature_store.redis_keys import SCHEMA_VERSION, RedisKeys
 from feature_store.value.fit import ValueParams
+from feature_store.value.snapshot_columns import value_params_of
 
 #: How long an applied event id is remembered (per loaded version) to drop duplicates.
 DEFAULT_EVENT_TTL_SECONDS: Final[int] = 7 * 24 * 3600
@@ -432,14 +432,9 @@ def parse_value_model(raw: str) -> ValueParams | None:
     None when the snapshot has no value model; ValueError when malformed."""
     try:
         entry = json.loads(raw)
-        if entry is None:
-            return None
-        if not isinstance(entry, dict):
-            raise ValueError(f"value_model must be an object, got {entry!r}")
-        params = entry.get("params")
-        return None if params is None else ValueParams.model_validate(params)
-    except (json.JSONDecodeError, PydanticValidationError) as exc:
+    except json.JSONDecodeError as exc:
         raise ValueError(f"value_model is malformed: {exc}") from None
+    return value_params_of(entry)
 
 
 def as_text(raw: bytes | str) -> str:

@@ -81,28 +81,6 @@ def value_frame(columns: MemberColumns) -> pl.DataFrame:
     )
 
 
-def manifest_value(
-    manifest: dict[str, object], where: str
-) -> tuple[ValueParams | None, ValuePolicy]:
-    """The fitted model and the value policy a snapshot manifest records (``value_model``,
-    ``value_policy``); DataError naming ``where`` when they are malformed."""
-    entry = manifest.get("value_model")
-    settings = manifest.get("value_policy")
-    if not isinstance(entry, dict) or not isinstance(settings, dict):
-        raise DataError(f"{where}: no value_model / value_policy; rebuild the snapshot")
-    try:
-        raw = entry.get("params")
-        params = None if raw is None else ValueParams.model_validate(raw)
-        policy = ValuePolicy(
-            clv_months=int(settings["clv_months"]),
-            monthly_discount=float(settings["monthly_discount"]),
-            at_risk_below=float(settings["at_risk_below"]),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataError(f"{where}: value_model or value_policy is malformed: {exc}") from None
-    return params, policy
-
-
 def at_risk_members(
     members: pl.DataFrame,
     *,
@@ -158,6 +136,5 @@ __all__ = [
     "NEEDED",
     "VALUE_AT_RISK",
     "at_risk_members",
-    "manifest_value",
     "value_frame",
 ]

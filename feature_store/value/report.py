@@ -19,7 +19,7 @@ import polars as pl
 
 from feature_store.schema import Col
 from feature_store.transforms import Feat
-from feature_store.value.at_risk import manifest_value
+from feature_store.value.snapshot_columns import SnapshotValue, manifest_value
 
 REPORT_DIR: Final[str] = "report"
 FILES: Final[tuple[str, str]] = ("value.md", "p_alive_by_tier.png")
@@ -50,14 +50,12 @@ def _tier_table(members: pl.DataFrame, tiers: list[str], below: float) -> pl.Dat
 
 
 def _markdown(
-    snapshot: Path, manifest: dict[str, object], members: pl.DataFrame, table: pl.DataFrame
+    as_of: object, recorded: SnapshotValue, members: pl.DataFrame, table: pl.DataFrame
 ) -> str:
-    params, policy = manifest_value(manifest, str(snapshot / "manifest.json"))
-    lines = [f"# Member value, snapshot as of {manifest.get('as_of')}", ""]
+    params, policy = recorded.params, recorded.policy
+    lines = [f"# Member value, snapshot as of {as_of}", ""]
     if params is None:
-        entry = manifest.get("value_model")
-        note = entry.get("note") if isinstance(entry, dict) else None
-        lines += [f"No value model: {note}.", ""]
+        lines += [f"No value model: {recorded.note}.", ""]
         return "\n".join(lines)
     with_value = int(members.get_column(Feat.P_ALIVE).is_not_null().sum())
     lines += [
@@ -133,7 +131,8 @@ def write_value_report(snapshot: Path, out_dir: Path | None = None) -> dict[str,
     ``SNAPSHOT/report``); returns name -> path."""
     manifest = json.loads((snapshot / "manifest.json").read_text())
     tiers = [str(t) for t in manifest.get("tiers", [])]
-    _, policy = manifest_value(manifest, str(snapshot / "manifest.json"))
+    recorded = manifest_value(manifest, str(snapshot / "manifest.json"))
+    policy = recorded.policy
     members = pl.read_parquet(
         snapshot / "members.parquet", columns=[Col.MEMBER_ID, Col.TIER, Feat.P_ALIVE, Feat.CLV]
     )
@@ -141,7 +140,7 @@ def write_value_report(snapshot: Path, out_dir: Path | None = None) -> dict[str,
     folder = out_dir if out_dir is not None else snapshot / REPORT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     md, png = (folder / name for name in FILES)
-    md.write_text(_markdown(snapshot, manifest, members, table), encoding="utf-8")
+    md.write_text(_markdown(manifest.get("as_of"), recorded, members, table), encoding="utf-8")
     _plot(members, tiers, policy.at_risk_below, png)
     return {"markdown": md, "png": png}
 

@@ -20,7 +20,9 @@ from datetime import date
 from typing import Final
 
 import polars as pl
+from pydantic import ValidationError as PydanticValidationError
 
+from feature_store.errors import DataError
 from feature_store.policy_value import EXPECTED_HORIZON_DAYS, ValuePolicy
 from feature_store.schema import Col
 from feature_store.transforms import Feat
@@ -58,6 +60,50 @@ class MemberValue:
             "params": None if self.params is None else self.params.model_dump(mode="json"),
             "note": self.note,
         }
+
+
+def value_params_of(entry: object) -> ValueParams | None:
+    """The fitted parameters of a manifest's ``value_model`` entry (what
+    :meth:`MemberValue.manifest` wrote; None without a model); ValueError when malformed."""
+    if entry is None:
+        return None
+    if not isinstance(entry, dict):
+        raise ValueError(f"value_model must be an object, got {entry!r}")
+    params = entry.get("params")
+    try:
+        return None if params is None else ValueParams.model_validate(params)
+    except PydanticValidationError as exc:
+        raise ValueError(f"value_model is malformed: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotValue:
+    """What a snapshot manifest records of its member-value model."""
+
+    params: ValueParams | None
+    policy: ValuePolicy
+    #: why there is no model (None when fitted)
+    note: str | None
+
+
+def manifest_value(manifest: dict[str, object], where: str) -> SnapshotValue:
+    """The fitted model, the value policy and the note a snapshot manifest records
+    (``value_model``, ``value_policy``); DataError naming ``where`` when they are malformed."""
+    entry = manifest.get("value_model")
+    settings = manifest.get("value_policy")
+    if not isinstance(entry, dict) or not isinstance(settings, dict):
+        raise DataError(f"{where}: no value_model / value_policy; rebuild the snapshot")
+    try:
+        params = value_params_of(entry)
+        policy = ValuePolicy(
+            clv_months=int(settings["clv_months"]),
+            monthly_discount=float(settings["monthly_discount"]),
+            at_risk_below=float(settings["at_risk_below"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"{where}: value_model or value_policy is malformed: {exc}") from None
+    note = entry.get("note")
+    return SnapshotValue(params, policy, None if note is None else str(note))
 
 
 def _null_values(frame: pl.DataFrame) -> pl.DataFrame:
@@ -138,7 +184,7 @@ def rescore(
         pl.col(Feat.FIRST_PURCHASE_AT).dt.date().alias(ValueCol.FIRST_DAY),
         pl.col(Feat.LAST_PURCHASE_AT).dt.date().alias(ValueCol.LAST_DAY),
         pl.col(Feat.REPEAT_DAY_SPEND).alias(ValueCol.REPEAT_SPEND),
-    ).with_columns(pl.when(pl.col(ValueCol.PURCHASE_DAYS) > 0).then(pl.col(ValueCol.PURCHASE_DAYS)))
+    )
     latest = stats.get_column(ValueCol.LAST_DAY).max()
     if isinstance(latest, date) and latest >= as_of:
         raise ValueError(
@@ -156,7 +202,10 @@ __all__ = [
     "PREDICTED",
     "VALUE_COLUMNS",
     "MemberValue",
+    "SnapshotValue",
     "fill_members",
+    "manifest_value",
     "member_value",
     "rescore",
+    "value_params_of",
 ]

@@ -66,11 +66,14 @@ import scipy.sparse as sp
 
 from engine.bundle import write_bundle
 from engine.index import IndexConfig, build_index
+from feature_store.online import connect, materialize
 from feature_store.online.bulk import SNAPSHOT_FIELDS
 from feature_store.online.profile import Kind
 from feature_store.policy import load_policy
 from feature_store.value import MemberScore, MemberValueStats, ValueParams, score_member
-from tests.serving.conftest import BLEND, ITEM_IDS, ITEMS
+from serving.settings import Settings
+from tests.conftest import RedisBackend
+from tests.serving.conftest import BLEND, ITEM_IDS, ITEMS, keys
 
 AS_OF = datetime(2024, 6, 1)
 
@@ -359,3 +362,27 @@ def write_audience_snapshot(folder: Path) -> Path:
 
 #: as_of of the snapshot, for tests
 AS_OF_DATE: date = AS_OF.date()
+
+
+def audience_settings(
+    bundle: Path, snapshot: Path, redis_backend: RedisBackend, **overrides: Any
+) -> Settings:
+    """Settings of a service on the audience bundle, with ``snapshot`` materialized under the
+    backend's prefix (audiences read the tables stored with it); ``overrides`` replace any
+    setting (a campaign database, an uplift model ...)."""
+    store = connect(redis_backend.url, prefix=redis_backend.prefix)
+    try:
+        materialize(snapshot, store)
+    finally:
+        store.close()
+    values: dict[str, Any] = {
+        "model_uri": str(bundle),
+        "redis_url": redis_backend.url,
+        "redis_prefix": redis_backend.prefix,
+        "api_keys": keys(),
+        "keys_source": "tests",
+        "cache_ttl_seconds": 0,
+        "model_poll_seconds": 0,
+        "redis_retry_seconds": 0.0,
+    }
+    return Settings(**(values | overrides))

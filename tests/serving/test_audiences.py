@@ -30,6 +30,7 @@ from tests.serving.audience_fixtures import (
     RANKED,
     TEA1_SCORES,
     WINTER_SCORES,
+    audience_settings,
     write_audience_bundle,
     write_audience_snapshot,
 )
@@ -52,21 +53,7 @@ def audience_snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(
     audience_bundle: Path, audience_snapshot: Path, redis_backend: RedisBackend
 ) -> Settings:
-    store = connect(redis_backend.url, prefix=redis_backend.prefix)
-    try:
-        materialize(audience_snapshot, store)  # audiences read the tables stored with it
-    finally:
-        store.close()
-    return Settings(
-        model_uri=str(audience_bundle),
-        redis_url=redis_backend.url,
-        redis_prefix=redis_backend.prefix,
-        api_keys=keys(),
-        keys_source="tests",
-        cache_ttl_seconds=0,
-        model_poll_seconds=0,
-        redis_retry_seconds=0.0,
-    )
+    return audience_settings(audience_bundle, audience_snapshot, redis_backend)
 
 
 @pytest.fixture

@@ -15,16 +15,15 @@ import numpy as np
 import pytest
 
 from engine.campaigns import control_mask
-from feature_store.online import connect, materialize
 from serving.security import Role
-from serving.settings import Settings
 from tests.conftest import RedisBackend
 from tests.serving.audience_fixtures import (
     TEA1_SCORES,
+    audience_settings,
     write_audience_bundle,
     write_audience_snapshot,
 )
-from tests.serving.conftest import Service, keys, running
+from tests.serving.conftest import Service, running
 
 TEA = {"items": ["tea1"]}
 EVERYONE = {"seed": TEA, "size": {"top_n": 100}}
@@ -44,21 +43,8 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def service(
     bundle: Path, snapshot: Path, redis_backend: RedisBackend, tmp_path: Path
 ) -> Iterator[Service]:
-    store = connect(redis_backend.url, prefix=redis_backend.prefix)
-    try:
-        materialize(snapshot, store)
-    finally:
-        store.close()
-    settings = Settings(
-        model_uri=str(bundle),
-        redis_url=redis_backend.url,
-        redis_prefix=redis_backend.prefix,
-        api_keys=keys(),
-        keys_source="tests",
-        cache_ttl_seconds=0,
-        model_poll_seconds=0,
-        redis_retry_seconds=0.0,
-        campaign_db_url=f"sqlite:///{tmp_path / 'campaigns.db'}",
+    settings = audience_settings(
+        bundle, snapshot, redis_backend, campaign_db_url=f"sqlite:///{tmp_path / 'campaigns.db'}"
     )
     with running(settings) as client:
         yield Service(client, settings, redis_backend.client)
@@ -245,19 +231,10 @@ def test_rank_by_uplift_with_a_loaded_model(
     path = tmp_path / "uplift.json"
     model.save(path)
 
-    store = connect(redis_backend.url, prefix=redis_backend.prefix)
-    try:
-        materialize(snapshot, store)
-    finally:
-        store.close()
-    settings = Settings(
-        model_uri=str(bundle),
-        redis_url=redis_backend.url,
-        redis_prefix=redis_backend.prefix,
-        api_keys=keys(),
-        keys_source="tests",
-        cache_ttl_seconds=0,
-        model_poll_seconds=0,
+    settings = audience_settings(
+        bundle,
+        snapshot,
+        redis_backend,
         campaign_db_url=f"sqlite:///{tmp_path / 'campaigns.db'}",
         uplift_model=path,
     )

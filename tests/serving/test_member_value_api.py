@@ -12,21 +12,20 @@ from typing import Any
 
 import pytest
 
-from feature_store.online import connect, materialize
 from feature_store.value import score_member
 from serving.security import Role
-from serving.settings import Settings
 from tests.conftest import RedisBackend
 from tests.serving.audience_fixtures import (
     AS_OF_DATE,
     TEA1_SCORES,
     VALUE_PARAMS,
     VALUE_STATS,
+    audience_settings,
     member_value,
     write_audience_bundle,
     write_audience_snapshot,
 )
-from tests.serving.conftest import Service, event, keys, running
+from tests.serving.conftest import Service, event, running
 
 
 @pytest.fixture(scope="module")
@@ -41,21 +40,7 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def service(bundle: Path, snapshot: Path, redis_backend: RedisBackend) -> Iterator[Service]:
-    store = connect(redis_backend.url, prefix=redis_backend.prefix)
-    try:
-        materialize(snapshot, store)
-    finally:
-        store.close()
-    settings = Settings(
-        model_uri=str(bundle),
-        redis_url=redis_backend.url,
-        redis_prefix=redis_backend.prefix,
-        api_keys=keys(),
-        keys_source="tests",
-        cache_ttl_seconds=0,
-        model_poll_seconds=0,
-        redis_retry_seconds=0.0,
-    )
+    settings = audience_settings(bundle, snapshot, redis_backend)
     with running(settings) as client:
         yield Service(client, settings, redis_backend.client)
 
