@@ -118,6 +118,7 @@ def build_cmd(
     from engine.audience import DefinitionError
     from engine.bundle import read_bundle
     from engine.campaigns import load_model, split_holdout
+    from engine.ranking.catalog import catalog_of_bundle
     from feature_store.offline import open_snapshot
     from feature_store.online import RedisOnlineStore, connect
     from feature_store.policy import load_policy
@@ -130,7 +131,6 @@ def build_cmd(
         direct,
         load_definition_text,
     )
-    from serving.catalogue import build_catalogue
     from serving.model import bundle_id
     from serving.model_source import ModelSourceError, resolve_model
 
@@ -188,7 +188,7 @@ def build_cmd(
                 else None
             )
             trending = bundle.arrays.get("trending")
-            catalog, _ = build_catalogue(
+            catalog, _ = catalog_of_bundle(
                 bundle,
                 snap.tiers,
                 trending if trending is not None else [0.0] * len(bundle.item_ids),

@@ -15,6 +15,7 @@ from cli.dates import parse_date
 from cli.errors import fail, handles_errors
 
 if TYPE_CHECKING:
+    from engine.ranking.query import ListQuery
     from training.pipeline import TrainResult
 
 #: members per chunk of `recsys recommend` (bounds memory: about k * 100 bytes per member)
@@ -244,8 +245,22 @@ def recommend_cmd(
         str | None,
         typer.Option(help="MLflow tracking URI for models:/ and runs:/ sources."),
     ] = None,
+    category: Annotated[str | None, typer.Option(help="Only items of this category.")] = None,
+    exclude: Annotated[
+        str | None, typer.Option(help="Item ids never to recommend, comma-separated.")
+    ] = None,
+    promote: Annotated[str | None, typer.Option(help="Promoted item ids, comma-separated.")] = None,
+    promote_category: Annotated[
+        str | None, typer.Option(help="Promote the items of this category.")
+    ] = None,
+    promote_share: Annotated[
+        float | None,
+        typer.Option(help="Share of the k slots for promoted items (default 0.2)."),
+    ] = None,
 ) -> None:
-    """Export recommendations for many members through the serving ranker (engine.blend)."""
+    """Export recommendations for many members through the serving ranking kernel: tier
+    eligibility (each member's tier as of the bundle's snapshot), availability, the diversity
+    cap, the exclude list, promotions and the fallback fill, as the service serves them."""
     import numpy as np
     import polars as pl
 
@@ -253,6 +268,14 @@ def recommend_cmd(
     from engine.bundle_recommender import BundleRecommender
     from training.tracking import resolve_bundle
 
+    query = _list_query(
+        k=k,
+        category=category,
+        exclude=exclude,
+        promote=promote,
+        promote_category=promote_category,
+        promote_share=promote_share,
+    )
     with _engine_errors(), steps("recommend") as step:
         step("loading the model")
         recommender = BundleRecommender.from_path(
@@ -269,7 +292,9 @@ def recommend_cmd(
                         f"ranking members {start + 1:,}..{min(start + RECOMMEND_CHUNK, len(ids)):,}"
                     )
                     chunk = np.asarray(ids[start : start + RECOMMEND_CHUNK])
-                    result = recommender.recommend(chunk, k, exclude_purchased=exclude_purchased)
+                    result = recommender.recommend(
+                        chunk, k, exclude_purchased=exclude_purchased, query=query
+                    )
                     unknown += int((~result.known).sum())
                     frame = pl.DataFrame(result.long_format())
                     frame.write_csv(handle, include_header=start == 0, float_precision=6)
@@ -282,6 +307,21 @@ def recommend_cmd(
     typer.echo(f"{written:,} recommendations for {len(ids):,} members written to {out}")
     if unknown:
         typer.echo(f"  {unknown:,} member(s) unknown to the model got the popular fallback")
+
+
+def _list_query(**options: object) -> ListQuery:
+    """The options as the API's query (engine.ranking.query.ListQuery); a usage error naming
+    the option when one is invalid."""
+    from pydantic import ValidationError
+
+    from engine.ranking.query import ListQuery
+
+    try:
+        return ListQuery.model_validate({n: v for n, v in options.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "options"
+        raise typer.BadParameter(error["msg"], param_hint=name) from exc
 
 
 def _member_file(path: Path) -> list[str]:

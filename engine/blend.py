@@ -149,6 +149,26 @@ class Blender:
         """The buy-again history (members x items CSR, canonical)."""
         return self._history
 
+    @property
+    def item_vectors(self) -> FloatArray:
+        return self._items
+
+    @property
+    def trending(self) -> FloatArray:
+        return self._trending
+
+    @property
+    def index(self) -> VectorIndex | None:
+        """The item index the embedding candidates are searched in (None: no search)."""
+        return self._index
+
+    def for_members(self, member_vectors: npt.ArrayLike, history: Any) -> Blender:
+        """The same blend (items, trending, weights, index) for other members: vectors given
+        by fold-in or features, with their histories (``len(member_vectors) x n_items``)."""
+        return Blender(
+            member_vectors, self._items, history, self._trending, self.weights, index=self._index
+        )
+
     def rank(
         self, member_rows: npt.ArrayLike, k: int, *, exclude_purchased: bool = False
     ) -> Ranking:

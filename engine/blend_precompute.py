@@ -29,7 +29,7 @@ from engine.blend_math import (
 )
 from engine.errors import InvalidInputError
 from engine.precompute import NormOrderedItems, capped_top, faiss_threads, product
-from engine.ranking import rank_within
+from engine.ranking.lists import rank_within
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,7 +48,7 @@ from engine.blend import BUY_AGAIN
 from engine.bundle import Bundle
 from engine.campaigns.uplift import UpliftModel
 from engine.ids import IdMap
-from engine.ranking import ItemCatalog
+from engine.ranking.catalog import ItemCatalog
 from feature_store.member_columns import (
     AudienceColumns,
     MemberColumns,

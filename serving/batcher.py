@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from pydantic_core import to_json
 
+from engine.ranking.query import ListQuery
 from feature_store.online.errors import OnlineStoreError
 from feature_store.online.profile import MemberProfile
 from serving.metrics import Metrics
@@ -43,8 +44,7 @@ class Pending:
 
     model: ServingModel
     member_id: str
-    k: int
-    category: str | None
+    query: ListQuery
     policy: PurchasedPolicy
     variant: str | None
     future: asyncio.Future[Answer] = field(repr=False)
@@ -83,8 +83,7 @@ class RecommendationBatcher:
         model: ServingModel,
         member_id: str,
         *,
-        k: int,
-        category: str | None,
+        query: ListQuery,
         policy: PurchasedPolicy,
         variant: str | None,
     ) -> Answer:
@@ -92,7 +91,7 @@ class RecommendationBatcher:
         if self._queue is None:
             raise RuntimeError("the batcher is not running (the app's lifespan starts it)")
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Pending(model, member_id, k, category, policy, variant, future))
+        self._queue.put_nowait(Pending(model, member_id, query, policy, variant, future))
         return await future
 
     async def _run(self) -> None:
@@ -171,9 +170,10 @@ class RecommendationBatcher:
                     pending.member_id,
                     profiles.get(pending.member_id),
                     overlay,
-                    pending.k,
-                    pending.category,
+                    pending.query.k,
+                    pending.query.category,
                     pending.policy,
+                    pending.query if pending.query.rules_beyond_k else None,
                 )
             )
         results = self._recommend(model, asks)

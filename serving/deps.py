@@ -72,15 +72,23 @@ def presented_token(headers: Mapping[str, str]) -> str | None:
 
 def authenticate(request: Request, state: AppState, permission: Permission | None) -> ApiKey:
     """The caller's key, checked for ``permission`` (None: any valid key)."""
+    host = request.client.host if request.client is not None else ""
+    return caller_key(request.headers, host, state, permission)
+
+
+def caller_key(
+    headers: Mapping[str, str], host: str, state: AppState, permission: Permission | None
+) -> ApiKey:
+    """The key of a caller at ``host`` presenting ``headers``, checked for ``permission``: the
+    one key check of the routes and the fast path (serving/fastpath.py)."""
     if state.settings.open_mode:
-        host = request.client.host if request.client is not None else ""
         if not is_loopback(host):
             raise PermissionDeniedError(
                 "the service runs in open mode (no API keys configured) and serves loopback "
                 "clients only"
             )
         return OPEN_CALLER
-    token = presented_token(request.headers)
+    token = presented_token(headers)
     if token is None:
         raise AuthenticationError(
             "an API key is required: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"

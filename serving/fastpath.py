@@ -4,12 +4,12 @@ plain ASGI middleware when the request is well formed.
 The storefront calls the recommendations route for every page view. Through FastAPI, routing,
 parameter validation, dependency solving and the exception middlewares cost about twice the
 work of the answer itself (py-spy on a loaded worker, docs/api.md "Performance"). This
-middleware recognises the common, valid request (a known query parameter set with valid
-values, a key that may ``recommend``) and answers it directly through the same
+middleware recognises a valid request (its query parsed by the route's own model,
+:class:`engine.ranking.query.ListQuery`; its key checked by the routes' own check,
+:func:`serving.deps.caller_key`) and answers it directly through the same
 :func:`serving.routes.recommendations.answer` the route uses, with the same body, headers and
 metrics. **Anything else falls through** to the FastAPI application unchanged: a missing or bad
-key, an out-of-range ``k``, an unknown query parameter, a repeated one, a failure while
-answering. The route (which stays in the OpenAPI document) therefore remains the single owner of
+key, an invalid query, a repeated parameter, a failure while answering. The route (which stays in the OpenAPI document) therefore remains the single owner of
 validation errors and problem+json bodies, and the fast path can only ever answer what the route
 would have answered.
 """
@@ -20,34 +20,25 @@ import time
 from typing import Final
 from urllib.parse import parse_qsl
 
+from pydantic import ValidationError
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from serving.deps import AppState, presented_token
+from engine.ranking.query import MAX_ID_LENGTH, ListQuery
+from serving.deps import AppState, caller_key
+from serving.errors import ServingError
 from serving.metrics import Metrics
 from serving.routes.recommendations import ROUTE_PATH, answer
-from serving.schemas import MAX_ID_LENGTH, MAX_K
-from serving.security import MAX_KEY_LENGTH, Permission
+from serving.security import Permission
 
 _PREFIX: Final = "/v1/members/"
 _SUFFIX: Final = "/recommendations"
-_BOOLS: Final = {"true": True, "false": False, "1": True, "0": False}
 _ROUTE_LABEL: Final = ROUTE_PATH
 
 
-class _Ask:
-    __slots__ = ("category", "exclude_purchased", "k", "member_id")
-
-    def __init__(self, member_id: str) -> None:
-        self.member_id = member_id
-        self.k = 10
-        self.category: str | None = None
-        self.exclude_purchased: bool | None = None
-
-
-def _parse(scope: Scope) -> _Ask | None:
-    """The request's parameters when they are all present in the plain valid form, else None
-    (the framework then validates and answers)."""
+def _parse(scope: Scope) -> tuple[str, ListQuery] | None:
+    """The member id and the query, parsed by the route's own model (:class:`ListQuery`),
+    when the request is a valid one; else None (the framework then answers, with its error)."""
     if scope.get("method") != "GET":
         return None
     path: str = scope.get("path", "")
@@ -56,46 +47,30 @@ def _parse(scope: Scope) -> _Ask | None:
     member_id = path[len(_PREFIX) : -len(_SUFFIX)]
     if not member_id or len(member_id) > MAX_ID_LENGTH or "/" in member_id:
         return None
-    ask = _Ask(member_id)
     raw: bytes = scope.get("query_string", b"")
+    fields: dict[str, str] = {}
     if raw:
-        seen: set[str] = set()
         try:
             pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, strict_parsing=True)
         except ValueError:
             return None
         for name, value in pairs:
-            if name in seen:
-                return None
-            seen.add(name)
-            if name == "k":
-                if not (value.isascii() and value.isdigit()) or len(value) > 3:
-                    return None
-                ask.k = int(value)
-                if not 1 <= ask.k <= MAX_K:
-                    return None
-            elif name == "category":
-                if not value or len(value) > MAX_ID_LENGTH:
-                    return None
-                ask.category = value
-            elif name == "exclude_purchased":
-                flag = _BOOLS.get(value)
-                if flag is None:
-                    return None
-                ask.exclude_purchased = flag
-            else:
-                return None
-    return ask
+            if name in fields:
+                return None  # repeated: the framework decides
+            fields[name] = value
+    try:
+        return member_id, ListQuery.model_validate(fields)
+    except ValidationError:
+        return None
 
 
 def _allowed(scope: Scope, state: AppState) -> bool:
-    if state.settings.open_mode:
-        return False  # the framework applies the loopback-only rule and its message
-    token = presented_token(Headers(scope=scope))
-    if token is None or len(token) > MAX_KEY_LENGTH:
+    client = scope.get("client")
+    try:
+        caller_key(Headers(scope=scope), client[0] if client else "", state, Permission.RECOMMEND)
+    except ServingError:
         return False
-    key = state.keyring.find(token)
-    return key is not None and key.allows(Permission.RECOMMEND)
+    return True
 
 
 class RecommendationsFastPath:
@@ -111,16 +86,14 @@ class RecommendationsFastPath:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ask = _parse(scope)
-        state: AppState | None = getattr(scope["app"].state, "recsys", None) if ask else None
-        if ask is None or state is None or not _allowed(scope, state):
+        parsed = _parse(scope)
+        state: AppState | None = getattr(scope["app"].state, "recsys", None) if parsed else None
+        if parsed is None or state is None or not _allowed(scope, state):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
         try:
-            payload, cache = await answer(
-                state, ask.member_id, ask.k, ask.category, ask.exclude_purchased
-            )
+            payload, cache = await answer(state, *parsed)
         except Exception:
             # The framework path answers it again and owns the error response and its logging.
             await self.app(scope, receive, send)

@@ -30,29 +30,20 @@ import numpy as np
 
 from engine.blend import Blender, BlendWeights
 from engine.bundle import Bundle, read_bundle
-from engine.bundle_recommender import BundleRecommender
 from engine.errors import BundleError, InvalidInputError
 from engine.foldin import FoldIn
-from engine.index import IdFilter, IndexConfig, VectorIndex, build_index
-from engine.ranking import (
-    Fallback,
-    RankedList,
-    Rules,
-    category_cap,
-    rank_many,
-    rank_with_fallbacks,
-)
-from engine.served import fallbacks
+from engine.index import IndexConfig, VectorIndex, build_index
+from engine.ranking.catalog import catalog_of_bundle
+from engine.ranking.kernel import Ranker, Request
+from engine.ranking.lanes import read_precomputed
+from engine.ranking.lists import RankedList
+from engine.ranking.query import ListQuery, request_rules
 from feature_store.online.profile import MemberProfile
-from serving import model_foldin, model_lanes
-from serving.catalogue import build_catalogue
+from serving import model_foldin
 from serving.model_foldin import FeatureEmbedding
-from serving.model_lanes import read_precomputed
 from serving.model_source import ResolvedModel
 from serving.model_types import (
     SERVING_SOURCES,
-    SOURCE_POPULAR_IN_CATEGORY,
-    SOURCE_SIMILAR,
     Ask,
     FloatArray,
     IntArray,
@@ -65,6 +56,8 @@ from serving.model_types import (
 from serving.settings import Settings
 
 log = logging.getLogger("recsys.serving")
+_NO_ITEMS = np.zeros(0, np.int64)
+_NO_WEIGHTS = np.zeros(0, np.float32)
 
 
 def _params(manifest: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -120,18 +113,18 @@ class ServingModel:
                 self.weights,
                 index=self.index,
             )
-            self.recommender = BundleRecommender(self.blender, bundle.member_ids, bundle.item_ids)
         except InvalidInputError as exc:
             raise BundleError(f"{bundle.path}: {exc}") from exc
         self.member_ids = bundle.member_ids
         self.item_ids = bundle.item_ids
         self.trending = np.asarray(arrays["trending"], dtype=np.float32)
-        self.catalog, catalogue_source = build_catalogue(bundle, tiers, self.trending)
-        self._tier_filters = tuple(
-            None if bool(mask.all()) else IdFilter(mask) for mask in self.catalog.eligible
+        self.catalog, catalogue_source = catalog_of_bundle(bundle, tiers, self.trending)
+        self.ranker = Ranker(
+            self.blender,
+            self.catalog,
+            share=settings.max_per_category_share,
+            precomputed=read_precomputed(bundle),
         )
-        norms = np.linalg.norm(self.item_vectors, axis=1)
-        self._item_norms = np.where(norms > 0, norms, 1.0).astype(np.float32)
         params = _params(bundle.manifest)
         self.fold = FoldIn(
             self.item_vectors,
@@ -139,7 +132,6 @@ class ServingModel:
             alpha=_number(params, "alpha", 1.0),
         )
         self._features = FeatureEmbedding.from_bundle(bundle)
-        self._precomputed = read_precomputed(bundle)
         self._categories = np.asarray([*self.catalog.categories, ""], dtype=object)
         self.info = ModelInfo(
             label=resolved.label,
@@ -205,98 +197,45 @@ class ServingModel:
         k: int,
         category: str | None = None,
         policy: PurchasedPolicy = PurchasedPolicy.EXCLUDE_RECENT,
+        query: ListQuery | None = None,
     ) -> Recommended:
         """Top ``k`` items for a member (module docstring: model, fold_in, features, popular)."""
-        ask = Ask(member_id, profile, overlay, k, category, policy)
+        ask = Ask(member_id, profile, overlay, k, category, policy, query)
         return self.recommend_many([ask])[0]
 
     def recommend_many(self, asks: Sequence[Ask]) -> list[Recommended]:
-        """:meth:`recommend` for many requests at once: members of the bundle without recent
-        events are ranked by the blend in one vectorized call (one FAISS batch), members given
-        by a vector (fold-in, features) in one more; then the rules, vectorized over all."""
-        rows = [self.member_ids.get(ask.member_id) for ask in asks]
-        found: list[tuple[RankedList, str] | None] = [None] * len(asks)
-        tiers = [self.catalog.tier_rank(a.profile.tier if a.profile else None) for a in asks]
-        done = self._from_precomputed(asks, rows, tiers)
-        if done is not None and len(done) == len(asks):
-            return [result for _, result in sorted(done.items())]
-        for exclude_all in (False, True):
-            group = [
-                i
-                for i, ask in enumerate(asks)
-                if (ask.policy is PurchasedPolicy.EXCLUDE) == exclude_all
-                and (done is None or i not in done)
-            ]
-            by_row = [i for i in group if asks[i].overlay is None and rows[i] >= 0]
-            if by_row:
-                ranked = self._rank_rows([rows[i] for i in by_row], exclude_all)
-                for i, candidates in zip(by_row, ranked, strict=True):
-                    found[i] = (candidates, "model")
-            by_vector = [
-                (i, v) for i in group if (v := self._vector_of(asks[i], rows[i])) is not None
-            ]
-            if by_vector:
-                ranked = self._rank_vectors(
-                    [v[1] for _, v in by_vector],
-                    [(rows[i], asks[i].overlay) for i, _ in by_vector],
-                    exclude_all,
-                )
-                for (i, (basis, _)), candidates in zip(by_vector, ranked, strict=True):
-                    found[i] = (candidates, basis)
-        rest = [i for i in range(len(asks)) if done is None or i not in done]
-        complete = [found[i] or self._candidates(asks[i], rows[i]) for i in rest]
-        codes = [self._category(asks[i].category) for i in rest]
-        rules = [
-            self._rules(asks[i], rows[i], tiers[i], code)
-            for i, code in zip(rest, codes, strict=True)
+        """:meth:`recommend` for many requests at once, through the ranking kernel
+        (:class:`engine.ranking.kernel.Ranker`): one vectorized call for the whole batch."""
+        requests = [self.request(ask) for ask in asks]
+        return [
+            self._external(done.ranked, done.basis, fallback=done.fallback, tier=request.tier)
+            for done, request in zip(self.ranker.rank(requests), requests, strict=True)
         ]
-        ranked_lists = rank_many(
-            self.catalog,
-            rules,
-            [candidates for candidates, _ in complete],
-            [self._fallbacks(tiers[i], code) for i, code in zip(rest, codes, strict=True)],
-        )
-        results = dict(done or {})
-        for i, final, (_, basis) in zip(rest, ranked_lists, complete, strict=True):
-            results[i] = self._external(
-                final, basis, fallback=basis.startswith("popular"), tier=tiers[i]
-            )
-        return [results[i] for i in range(len(asks))]
 
-    def _from_precomputed(
-        self, asks: Sequence[Ask], rows: Sequence[int], tiers: Sequence[int]
-    ) -> dict[int, Recommended] | None:
-        """The requests the precomputed lists decide
-        (:func:`serving.model_lanes.from_precomputed`)."""
-        return model_lanes.from_precomputed(self, asks, rows, tiers)
-
-    def _vector_of(self, ask: Ask, row: int) -> tuple[str, FloatArray] | None:
-        """The basis and query vector of a member ranked from a vector, or None."""
-        if ask.overlay is not None:
-            return "fold_in", ask.overlay.vector
-        if row < 0 and ask.profile is not None and self._features is not None:
-            return "features", self._features.vector(ask.profile)
-        return None
-
-    @staticmethod
-    def _candidates(ask: Ask, row: int) -> tuple[RankedList, str]:
-        """Members without a vector: no candidates, the fallback lists alone."""
-        return RankedList.empty(), "popular_in_tier" if ask.profile else "popular"
-
-    def _rules(self, ask: Ask, row: int, tier: int, code: int | None) -> Rules:
-        excluded = []
-        if ask.policy is not PurchasedPolicy.KEEP and ask.overlay is not None:
-            excluded.append(ask.overlay.items)
-        if ask.policy is PurchasedPolicy.EXCLUDE:
-            excluded.append(self._history_items(row))
-        return Rules(
+    def request(self, ask: Ask) -> Request:
+        """The kernel's request for an ask: the member's row, tier and vector (fold-in after
+        recent purchases, or features for a member the bundle does not know)."""
+        row = self.member_ids.get(ask.member_id)
+        overlay = ask.overlay
+        vector, basis = None, "model"
+        if overlay is not None:
+            vector, basis = overlay.vector, "fold_in"
+        elif row < 0 and ask.profile is not None and self._features is not None:
+            vector, basis = self._features.vector(ask.profile), "features"
+        rules = None if ask.query is None else request_rules(ask.query, self.item_ids, self.catalog)
+        return Request(
             k=ask.k,
-            tier=tier,
-            category=code,
-            exclude=np.concatenate(excluded) if excluded else np.zeros(0, np.int64),
-            max_per_category=None
-            if code is not None
-            else category_cap(ask.k, self.settings.max_per_category_share),
+            row=row,
+            tier=self.catalog.tier_rank(ask.profile.tier if ask.profile else None),
+            tier_known=ask.profile is not None,
+            category=self.ranker.category_code(ask.category),
+            purchased=ask.policy,
+            vector=vector,
+            basis=basis,
+            recent_items=overlay.items if overlay is not None else _NO_ITEMS,
+            recent_weights=overlay.weights if overlay is not None else _NO_WEIGHTS,
+            exclude=rules.exclude if rules is not None else _NO_ITEMS,
+            promotion=rules.promotion if rules is not None else None,
         )
 
     def similar(
@@ -308,28 +247,9 @@ class ServingModel:
         if seed < 0:
             return None
         rank = self.catalog.tier_rank(tier)
-        code = self._category(category)
-        fetch = min(self.catalog.n_items, max(50, 5 * k) + 1)
-        found = self.index.search(self.item_vectors[seed], fetch, where=self._tier_filters[rank])
-        ids = found.ids[0]
-        ids = ids[ids >= 0]
-        cosine = found.scores[0][: ids.size] / (self._item_norms[seed] * self._item_norms[ids])
-        order = np.argsort(-cosine, kind="stable")
-        candidates = RankedList.of(ids[order], cosine[order], SOURCE_SIMILAR)
-        rules = Rules(
-            k=k,
-            tier=rank,
-            category=code,
-            exclude=np.asarray([seed], dtype=np.int64),
-            max_per_category=None,
+        ranked = self.ranker.similar(
+            seed, k=k, tier=rank, category=self.ranker.category_code(category)
         )
-        seed_category = int(self.catalog.category_codes[seed])
-        fallbacks: list[Fallback] = []
-        if code is None and seed_category >= 0:
-            items, scores = self.catalog.popular_in_category(seed_category)
-            fallbacks.append((items, scores, SOURCE_POPULAR_IN_CATEGORY))
-        fallbacks.extend(self._fallbacks(rank, code))
-        ranked = rank_with_fallbacks(self.catalog, rules, candidates, fallbacks)
         return self._external(ranked, "similar", fallback=False, tier=rank)
 
     # -- fold-in -----------------------------------------------------------------------------
@@ -355,23 +275,6 @@ class ServingModel:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _category(self, name: str | None) -> int | None:
-        if name is None:
-            return None
-        code = self.catalog.category_code(name)
-        if code is None:
-            # no item has it: the filter leaves nothing (an empty list, not an error)
-            return len(self.catalog.categories)
-        return code
-
-    def _fallbacks(self, tier: int, category: int | None) -> list[Fallback]:
-        if category is not None:
-            if category >= len(self.catalog.categories):
-                return []
-            items, scores = self.catalog.popular_in_category(category)
-            return [(items, scores, SOURCE_POPULAR_IN_CATEGORY)]
-        return fallbacks(self.catalog, tier)
-
     def _history_row(self, row: int) -> tuple[IntArray, FloatArray]:
         history = self.blender.history
         start, stop = int(history.indptr[row]), int(history.indptr[row + 1])
@@ -379,23 +282,6 @@ class ServingModel:
             history.indices[start:stop].astype(np.int64),
             np.asarray(history.data[start:stop], dtype=np.float32),
         )
-
-    def _history_items(self, row: int) -> IntArray:
-        if row < 0:
-            return np.zeros(0, np.int64)
-        return self._history_row(row)[0]
-
-    def _rank_rows(self, rows: Sequence[int], exclude_all: bool) -> list[RankedList]:
-        return model_lanes.rank_rows(self, rows, exclude_all)
-
-    def _rank_vectors(
-        self,
-        vectors: Sequence[FloatArray],
-        members: Sequence[tuple[int, Overlay | None]],
-        exclude_all: bool,
-    ) -> list[RankedList]:
-        """The blend for members given by vectors (:func:`serving.model_lanes.rank_vectors`)."""
-        return model_lanes.rank_vectors(self, vectors, members, exclude_all)
 
     def _external(
         self, ranked: RankedList, basis: str, *, fallback: bool, tier: int

@@ -26,9 +26,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-MAX_K = 200
-DEFAULT_K = 10
-MAX_ID_LENGTH = 128
+from engine.ranking.query import ASCII_INT, MAX_ID_LENGTH, MAX_K
+
 MAX_EVENTS = 1_000
 
 MemberIdPath = Annotated[
@@ -37,18 +36,8 @@ MemberIdPath = Annotated[
 ItemIdPath = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="An item id.")]
 
 
-_QUERY_INT: Final = re.compile("-?[0-9]+")
-
-
-def _query_int(value: object) -> object:
-    """A whole number in a query string: ASCII digits only (not ``١٢``, ``1_000``, `` 5``)."""
-    if isinstance(value, str) and _QUERY_INT.fullmatch(value):
-        return value
-    raise PydanticCustomError("int_parsing", "must be a whole number written in ASCII digits")
-
-
-#: Put after ``Query(...)``: ``Annotated[int, Query(ge=1), QUERY_INT]``.
-QUERY_INT: Final = BeforeValidator(_query_int)
+#: Put after ``Query(...)``: ``Annotated[int, Query(ge=1), QUERY_INT]`` (ASCII digits only).
+QUERY_INT: Final = ASCII_INT
 
 KQuery = Annotated[
     int, Query(ge=1, le=MAX_K, description="How many items to return (1-200)."), QUERY_INT
@@ -65,16 +54,6 @@ TierQuery = Annotated[
         description="Show only items this tier may see (default: the lowest tier).",
     ),
 ]
-ExcludePurchasedQuery = Annotated[
-    bool | None,
-    Query(
-        description=(
-            "true: never recommend items the member bought; false: buy-again allowed, even "
-            "items just bought; absent: the service's policy (RECSYS_PURCHASED_POLICY)."
-        )
-    ),
-]
-
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
 Finite = Annotated[float, Strict(), AllowInfNan(False)]
 

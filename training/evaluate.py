@@ -29,8 +29,8 @@ import scipy.sparse as sp
 from engine.blend import Blender
 from engine.metrics import MemberMetrics, RankingSummary, catalog_coverage, member_metrics
 from engine.models import ModelArtifacts
-from engine.ranking import ItemCatalog
-from engine.served import served_rankings
+from engine.ranking import kernel
+from engine.ranking.catalog import ItemCatalog
 from training.config import EvaluationConfig
 from training.data import PreparedData
 
@@ -154,19 +154,20 @@ def blend_ranker(blender: Blender) -> Ranker:
 def served_ranker(
     blender: Blender, catalog: ItemCatalog, member_tiers: IntArray, share: float
 ) -> Ranker:
-    """Rank what the service serves (engine.served): the blend's candidates, then tier
+    """Rank what the service serves (the kernel, engine.ranking.kernel): the blend's candidates, then tier
     eligibility (the member's tier at the cutoff; unknown: the lowest, as the service treats a
     member without a profile), availability, the purchased-items policy ("new" excludes every
     bought item), the diversity cap and the fallback fill."""
 
+    served = kernel.Ranker(blender, catalog, share=share)
+
     def rank(rows: IntArray, k: int, exclude_purchased: bool) -> IntArray:
         out = np.full((rows.size, k), -1, dtype=np.int64)
+        policy = kernel.Purchased.EXCLUDE if exclude_purchased else kernel.Purchased.KEEP
         for start in range(0, rows.size, _SERVED_BATCH):
             part = rows[start : start + _SERVED_BATCH]
             tiers = np.maximum(member_tiers[part], 0)
-            lists = served_rankings(
-                blender, catalog, part, tiers, k, exclude_purchased=exclude_purchased, share=share
-            )
+            lists = served.rank_rows(part, tiers, k, purchased=policy)
             for i, ranked in enumerate(lists):
                 out[start + i, : ranked.items.size] = ranked.items[:k]
         return out

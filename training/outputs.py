@@ -14,6 +14,7 @@ import numpy.typing as npt
 from engine.blend import BUY_AGAIN, ITEM_INDEX, MANIFEST_KEY, TRENDING
 from engine.blend_precompute import PRECOMPUTED_ARRAYS
 from engine.bundle import write_bundle
+from engine.bundle_recommender import MEMBER_TIER, SERVED_SHARE
 from engine.index import VectorIndex
 from engine.models import ModelArtifacts
 from feature_store.errors import DataError
@@ -88,6 +89,7 @@ def write_model_bundle(
         "kind": artifacts.kind,
         "scorer": "blend",
         MANIFEST_KEY: config.blend.weights.as_dict(),
+        SERVED_SHARE: config.evaluation.served_share,
         "precomputed_candidates": width,
         "precomputed_per_category": per_category if width > 0 else None,
         "model": artifacts.manifest_fields(),
@@ -118,6 +120,7 @@ def write_model_bundle(
             "member_vectors": artifacts.member_vectors,
             "item_vectors": artifacts.item_vectors,
             TRENDING: data.trending,
+            MEMBER_TIER: np.asarray(data.members.tier, dtype=np.int16),
             **catalogue,
         },
         sparse={BUY_AGAIN: data.history},

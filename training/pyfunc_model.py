@@ -3,12 +3,16 @@
 :meth:`training.run_logging.TrackedRun.log_bundle` packages a bundle folder as an MLflow "model
 from code": the model's code is :data:`LOADER_SOURCE` (it builds :class:`MemberRecsModel`), the
 bundle is the model artifact ``bundle``. Nothing is pickled; loading needs this package
-installed. Recommendations go through :class:`engine.bundle_recommender.BundleRecommender`, the code path
-serving uses.
+installed. Recommendations go through :class:`engine.bundle_recommender.BundleRecommender`, the
+ranking kernel serving uses (tier eligibility, availability, the diversity cap and the fallback
+fill included; each member at their tier as of the bundle's snapshot).
 
 Input: a DataFrame with a ``member_id`` column (or a list / array / Series of member ids).
-Params: ``k`` (default 10) and ``exclude_purchased`` (default false: only items the member
-never bought, the "new" variant). Members the model does not know get the popular fallback.
+Params, the fields of the API's query (:class:`engine.ranking.query.ListQuery`): ``k`` (default
+10), ``exclude_purchased`` (default false; true: only items the member never bought, the "new"
+variant), ``category``, ``exclude`` (comma-separated item ids), ``promote``,
+``promote_category`` and ``promote_share``; empty text means not given. Members the model does
+not know get the popular fallback.
 Output: one row per recommendation with the columns ``member_id``,
 ``rank`` (1-based), ``item_id``, ``score``, ``source`` (which part of the blend produced it),
 members in input order, ranks ascending.
@@ -25,13 +29,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.pyfunc.model import PythonModel, PythonModelContext
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+from pydantic import ValidationError
 
 from engine.bundle_recommender import BundleRecommender
+from engine.ranking.query import DEFAULT_PROMOTE_SHARE, ListQuery
 from training.tracking_store import BUNDLE_ARTIFACT
 
 MEMBER_ID = "member_id"
 OUTPUT_COLUMNS = ("member_id", "rank", "item_id", "score", "source")
 DEFAULT_K = 10
+#: text params of the query, empty when not given
+_TEXT_PARAMS = ("category", "exclude", "promote", "promote_category")
 
 #: The model's code file (MLflow "model from code"), written into the model at logging time.
 LOADER_SOURCE = """\
@@ -63,6 +71,8 @@ def signature() -> ModelSignature:
             [
                 ParamSpec("k", "long", DEFAULT_K),
                 ParamSpec("exclude_purchased", "boolean", False),
+                *(ParamSpec(name, "string", "") for name in _TEXT_PARAMS),
+                ParamSpec("promote_share", "double", DEFAULT_PROMOTE_SHARE),
             ]
         ),
     )
@@ -101,6 +111,19 @@ def member_ids_of(model_input: Any) -> np.ndarray[Any, np.dtype[np.str_]]:
     return np.asarray(values, dtype=np.str_)
 
 
+def query_of(params: dict[str, Any]) -> ListQuery:
+    """The predict params as the API's query (empty text and None: not given)."""
+    given = {name: value for name, value in params.items() if value is not None and value != ""}
+    try:
+        return ListQuery.model_validate(given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"param {'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise _bad_input(problems) from exc
+
+
 def _bad_input(message: str) -> MlflowException:
     error: MlflowException = MlflowException.invalid_parameter_value(message)
     return error
@@ -123,11 +146,9 @@ class MemberRecsModel(PythonModel):
     ) -> pd.DataFrame:
         if self._recommender is None:
             raise MlflowException("the model is not loaded; load it with mlflow.pyfunc.load_model")
-        options = params or {}
-        k = int(options.get("k", DEFAULT_K))
-        if k < 1:
-            raise _bad_input(f"param k must be at least 1, got {k}")
-        exclude = bool(options.get("exclude_purchased", False))
+        query = query_of(params or {})
         members = member_ids_of(model_input)
-        recommendations = self._recommender.recommend(members, k, exclude_purchased=exclude)
+        recommendations = self._recommender.recommend(
+            members, query.k, exclude_purchased=bool(query.exclude_purchased), query=query
+        )
         return pd.DataFrame(recommendations.long_format(), columns=list(OUTPUT_COLUMNS))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from engine.ranking.query import DEFAULT_K
 from serving.deps import CurrentModel, Storefront
 from serving.errors import NotFoundError
 from serving.routes._problems import secured
 from serving.schemas import (
-    DEFAULT_K,
     CategoryQuery,
     ItemIdPath,
     KQuery,

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
+from engine.ranking.query import ListQuery
 from serving.deps import AppState, authenticate
-from serving.model import PurchasedPolicy
 from serving.routes._problems import secured
-from serving.schemas import (
-    DEFAULT_K,
-    CategoryQuery,
-    ExcludePurchasedQuery,
-    KQuery,
-    MemberIdPath,
-    Recommendations,
-)
+from serving.schemas import MemberIdPath, Recommendations
 from serving.security import Permission
 
 router = APIRouter(prefix="/v1/members", tags=["recommendations"])
@@ -23,28 +18,14 @@ router = APIRouter(prefix="/v1/members", tags=["recommendations"])
 ROUTE_PATH = "/v1/members/{member_id}/recommendations"
 
 
-def _policy(exclude_purchased: bool | None, default: str) -> PurchasedPolicy:
-    if exclude_purchased is None:
-        return PurchasedPolicy(default)
-    return PurchasedPolicy.EXCLUDE if exclude_purchased else PurchasedPolicy.KEEP
-
-
-async def answer(
-    state: AppState,
-    member_id: str,
-    k: int,
-    category: str | None,
-    exclude_purchased: bool | None,
-) -> tuple[bytes, str]:
-    """The response body and the cache outcome for valid parameters: shared by the route and
+async def answer(state: AppState, member_id: str, query: ListQuery) -> tuple[bytes, str]:
+    """The response body and the cache outcome for a parsed query: shared by the route and
     the fast path (serving/fastpath.py), so both answer byte for byte the same."""
     model = state.holder.current  # this request finishes on this model
     settings = state.settings
-    policy = _policy(exclude_purchased, settings.purchased_policy)
-    variant = f"{k}|{category or ''}|{policy.value}" if settings.cache_enabled else None
-    return await state.batcher.submit(
-        model, member_id, k=k, category=category, policy=policy, variant=variant
-    )
+    policy = query.policy(settings.purchased_policy)
+    variant = f"{query.cache_key()}|{policy.value}" if settings.cache_enabled else None
+    return await state.batcher.submit(model, member_id, query=query, policy=policy, variant=variant)
 
 
 @router.get(
@@ -54,24 +35,25 @@ async def answer(
     **secured(422),
 )
 async def recommendations(
-    request: Request,
-    member_id: MemberIdPath,
-    k: KQuery = DEFAULT_K,
-    category: CategoryQuery = None,
-    exclude_purchased: ExcludePurchasedQuery = None,
+    request: Request, member_id: MemberIdPath, query: Annotated[ListQuery, Query()]
 ) -> Response:
     """The member's top ``k`` items: the blend of the served model (or the member's folded-in
     vector after recent purchases), then the business rules (availability, tier eligibility,
-    purchased items, category, diversity cap), filled from popular items when short. Unknown
-    members get popular items with ``fallback: true``. Answers from the bundle alone, with
-    ``degraded: true``, while the online store is unreachable. The ``X-Cache`` header says
-    ``hit``, ``miss`` or ``off``.
+    purchased items, category, the ``exclude`` list, diversity cap, promotions), filled from
+    popular items when short. Unknown members get popular items with ``fallback: true``.
+    Answers from the bundle alone, with ``degraded: true``, while the online store is
+    unreachable. The ``X-Cache`` header says ``hit``, ``miss`` or ``off``.
+
+    ``promote`` (item ids) and/or ``promote_category`` give the promoted items
+    ``ceil(promote_share * k)`` of the slots (fewer when fewer pass the rules), chosen by score
+    among them; each keeps the place its score gives it, with source ``promoted``.
 
     Requests are answered in batches (serving/batcher.py); the work runs in a worker thread.
     Requires an API key with the role storefront (or admin)."""
     # Well-formed requests with a valid key are answered by serving/fastpath.py before they
-    # get here; this route answers the rest (and owns their validation errors).
+    # get here, parsed by the same model and checked by the same key check; this route
+    # answers the rest (and owns their error responses).
     state: AppState = request.app.state.recsys
     authenticate(request, state, Permission.RECOMMEND)
-    payload, cache = await answer(state, member_id, k, category, exclude_purchased)
+    payload, cache = await answer(state, member_id, query)
     return Response(payload, media_type="application/json", headers={"X-Cache": cache})

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from engine.errors import InvalidInputError
-from engine.ranking import (
-    ItemCatalog,
+from engine.ranking.catalog import ItemCatalog
+from engine.ranking.lists import (
+    Promotion,
     RankedList,
     Rules,
     apply_rules,
@@ -15,6 +16,7 @@ from engine.ranking import (
     rank_many,
     rank_with_fallbacks,
 )
+from engine.ranking.sources import SOURCE_PROMOTED
 
 TIERS = ("regular", "silver", "gold")
 
@@ -173,3 +175,54 @@ def test_rank_many_equals_one_by_one(seed: int) -> None:
         assert together[i].items.tolist() == alone.items.tolist()
         assert together[i].sources.tolist() == alone.sources.tolist()
         assert together[i].scores.tolist() == pytest.approx(alone.scores.tolist())
+
+
+def test_promotion_takes_its_share_of_the_slots_in_ranked_order() -> None:
+    cat = catalog()
+    promo = Promotion(np.asarray([6, 7]), share=0.5)  # ceil(0.5 * 4) = 2 slots
+    ranked = apply_rules(cat, Rules(k=4, tier=1, promotion=promo), [candidates(0, 1, 3, 4, 7, 6)])
+    assert ranked.items.tolist() == [0, 1, 7, 6]  # 3 and 4 give way to the promoted items
+    assert ranked.sources.tolist() == [0, 0, SOURCE_PROMOTED, SOURCE_PROMOTED]
+    # a promoted item ranked high keeps its place; one slot is enough for share 0.25
+    early = apply_rules(
+        cat,
+        Rules(k=4, tier=1, promotion=Promotion(np.asarray([7, 6]), 0.25)),
+        [candidates(7, 0, 1, 6, 3)],
+    )
+    assert early.items.tolist() == [7, 0, 1, 3]
+
+
+def test_promotion_obeys_the_other_rules_and_fills_when_short() -> None:
+    cat = catalog()
+    # 5 is inactive and 2 is gold-only: never shown to a regular member, promoted or not
+    promo = Promotion(np.asarray([5, 2, 6]), share=1.0)
+    ranked = apply_rules(cat, Rules(k=3, promotion=promo), [candidates(0, 1, 3, 6)])
+    assert ranked.items.tolist() == [0, 1, 6]  # one promoted item passes; others fill
+    # the diversity cap counts the shown items only
+    capped = apply_rules(
+        cat,
+        Rules(k=3, tier=1, max_per_category=1, promotion=Promotion(np.asarray([7]), 0.3)),
+        [candidates(0, 1, 3, 4, 7)],
+    )
+    assert capped.items.tolist() == [0, 3]  # 7's category a already has its one item
+
+
+def test_promotion_rows_in_a_batch_equal_one_at_a_time() -> None:
+    cat = catalog()
+    rules = [
+        Rules(k=3, tier=1),
+        Rules(k=3, tier=1, promotion=Promotion(np.asarray([6]), 0.4)),
+        Rules(k=2, exclude=np.asarray([0])),
+    ]
+    lists = [candidates(0, 1, 3, 4, 6), candidates(0, 1, 3, 4), candidates(0, 1, 3)]
+    fills = [[(np.asarray([6, 7]), np.asarray([0.2, 0.1], np.float32), 3)]] * 3
+    batch = rank_many(cat, rules, lists, fills)
+    one = [rank_with_fallbacks(cat, r, c, f) for r, c, f in zip(rules, lists, fills, strict=True)]
+    assert [b.items.tolist() for b in batch] == [o.items.tolist() for o in one]
+    assert batch[1].items.tolist() == [0, 1, 6]
+    assert batch[2].items.tolist() == [1, 3]
+
+
+def test_a_promotion_share_outside_its_range_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="promotion share"):
+        Promotion(np.asarray([1]), share=0.0)

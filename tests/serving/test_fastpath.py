@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from engine.ranking.lanes import from_precomputed
 from feature_store.online.profile import MemberProfile
 from feature_store.policy import load_policy
 from serving.model import Ask, PurchasedPolicy, ServingModel
@@ -44,8 +45,8 @@ def test_precomputed_lists_answer_exactly_what_the_search_answers(
     listed = _model(
         write_test_bundle(tmp_path / "listed", precomputed=width, per_category=per_category)
     )
-    assert listed._precomputed is not None
-    assert listed._precomputed.items.shape == (3, width)
+    assert listed.ranker.precomputed is not None
+    assert listed.ranker.precomputed.items.shape == (3, width)
     tiers = [None, "regular", "gold", "diamond"]
     policies = list(PurchasedPolicy)
     asks = [
@@ -55,10 +56,12 @@ def test_precomputed_lists_answer_exactly_what_the_search_answers(
         )
     ]
     assert listed.recommend_many(asks) == searched.recommend_many(asks)
-    rows = [listed.member_ids.get(ask.member_id) for ask in asks]
-    tier_ranks = [listed.catalog.tier_rank(a.profile.tier if a.profile else None) for a in asks]
-    answered = listed._from_precomputed(asks, rows, tier_ranks)
-    assert answered is not None
+    ranker = listed.ranker
+    answered = dict(
+        from_precomputed(
+            ranker.precomputed, ranker.catalog, ranker.share, [listed.request(a) for a in asks]
+        )
+    )
     if width >= 6:  # the lists, not the search, answered many of them
         assert len(answered) >= 20
     for ask in asks[:: len(asks) // 25]:  # one at a time, too

@@ -111,6 +111,10 @@ def test_member_with_profile_but_no_vector_gets_popular_in_tier(service: Service
         ("/v1/members/" + "m" * 129 + "/recommendations", "path.member_id"),
         ("/v1/members/m_tea/recommendations?category=" + "c" * 129, "query.category"),
         ("/v1/members/m_tea/recommendations?exclude_purchased=maybe", "query.exclude_purchased"),
+        ("/v1/members/m_tea/recommendations?exclude=tea1,,tea2", "query.exclude"),
+        ("/v1/members/m_tea/recommendations?promote=tea1&promote_share=1.5", "query.promote_share"),
+        ("/v1/members/m_tea/recommendations?promote=tea1&promote_share=nan", "query.promote_share"),
+        ("/v1/members/m_tea/recommendations?k=%C2%B2", "query.k"),
     ],
 )
 def test_input_limits_are_problem_json(service: Service, path: str, field: str) -> None:
@@ -122,6 +126,31 @@ def test_input_limits_are_problem_json(service: Service, path: str, field: str) 
     assert body["type"] == "/problems/invalid-request"
     assert [e["field"] for e in body["errors"]] == [field]
     assert "Traceback" not in response.text
+
+
+def test_exclude_list_removes_items_and_the_fill_takes_their_place(service: Service) -> None:
+    # m_tea's list is tea3, tea1, cof1, cof2 (first test); without tea1 and cof1 the cap of two
+    # teas lets tea2 in, then cof2 and the next coffee
+    body = service.recs("m_tea", k=4, exclude="tea1,cof1,not-an-item")
+    assert ids(body) == ["tea3", "tea2", "cof2", "cof3"]
+    # the same query through the framework route (a repeated parameter skips the fast path)
+    routed = service.get(
+        "/v1/members/m_tea/recommendations?k=4&exclude=tea1,cof1,not-an-item&k=4",
+        Role.STOREFRONT,
+    )
+    assert routed.status_code == 200 and ids(routed.json()) == ids(body)
+
+
+def test_promotion_gets_its_share_of_the_slots(service: Service) -> None:
+    # cakes are never in m_tea's top 4; promoting the category gives them ceil(0.5 * 4) = 2
+    # slots, taken by popularity among the cakes, marked "promoted", after the blend's items
+    body = service.recs("m_tea", k=4, promote_category="cake", promote_share="0.5")
+    assert ids(body) == ["tea3", "tea1", "cake1", "cake2"]
+    assert [i["source"] for i in body["items"]] == ["model", "model", "promoted", "promoted"]
+    one = service.recs("m_tea", k=4, promote="cake2", promote_share="0.25")
+    assert ids(one) == ["tea3", "tea1", "cof1", "cake2"]
+    # a promoted item the member may not see is still not shown
+    assert "cake_dia" not in ids(service.recs("m_tea", k=4, promote="cake_dia", promote_share="1"))
 
 
 def test_unknown_route_is_problem_json(service: Service) -> None:

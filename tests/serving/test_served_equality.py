@@ -1,18 +1,26 @@
-"""What is evaluated is what is served: for the members of a training run's test window, the
-lists of the report's ``served`` row (the blend through the business rules, engine.served) are
-exactly the lists the service answers from the same bundle, for the "all" variant (the default
-purchased-items policy, no events) and the "new" variant (``exclude_purchased``), and
-``recsys recommend`` / the bundle recommender give the blend's own ranking."""
+"""One ranking path: for the members of a training run's test window, the lists of the report's
+``served`` row (evaluation through the ranking kernel, engine.ranking.kernel) are exactly the
+lists the service answers from the same bundle, the bundle recommender's, ``recsys
+recommend``'s and the MLflow pyfunc's, for the "all" variant (the default purchased-items
+policy, no events) and the "new" variant (``exclude_purchased``); with an exclude list and a
+promotion, the service, the bundle recommender, the CLI and the pyfunc still agree."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from cli.main import app as cli_app
 from engine.bundle_recommender import BundleRecommender
+from engine.ranking.query import ListQuery
 from feature_store.online.profile import MemberProfile
 from feature_store.policy import load_policy
 from feature_store.synthetic import SynthConfig, write_synthetic
@@ -21,6 +29,8 @@ from serving.model_source import resolve_model
 from serving.settings import Settings
 from training.config import load_config
 from training.pipeline import SERVED, TrainOptions, TrainResult, train
+from training.pyfunc_model import MemberRecsModel
+from training.tracking_store import BUNDLE_ARTIFACT
 
 CONFIG = """
 name = "served"
@@ -88,9 +98,106 @@ def test_the_evaluated_served_lists_are_what_the_service_answers(
     evaluated = run.report.result(SERVED).rankings[variant]
     expected = [recommender.item_ids.ids_at(row[row >= 0]).tolist() for row in evaluated[:, :10]]
     assert [a.item_ids for a in answered] == expected
+    exported = recommender.recommend(members, 10, exclude_purchased=variant == "new")
+    assert [[i for i in row if i] for row in exported.item_ids.tolist()] == expected
+    predicted = _pyfunc(run).predict(
+        None, pd.DataFrame({"member_id": members}), {"exclude_purchased": variant == "new"}
+    )
+    assert _lists(predicted, members) == expected
     # the rules changed something: the served lists are not the blend's own
     blend = run.report.result("blend").rankings[variant][:, :10]
     assert not np.array_equal(blend, evaluated[:, :10])
+
+
+def _pyfunc(run: TrainResult) -> MemberRecsModel:
+    model = MemberRecsModel()
+    model.load_context(SimpleNamespace(artifacts={BUNDLE_ARTIFACT: str(run.bundle)}))  # type: ignore[arg-type]
+    return model
+
+
+def _lists(frame: pd.DataFrame, members: Sequence[str]) -> list[list[str]]:
+    grouped = {m: g.sort_values("rank")["item_id"].tolist() for m, g in frame.groupby("member_id")}
+    return [grouped.get(str(m), []) for m in members]
+
+
+def test_per_request_rules_are_applied_alike_on_every_path(
+    run: TrainResult, tmp_path: Path
+) -> None:
+    """An exclude list and a promotion: the service, the bundle recommender, ``recsys
+    recommend`` and the pyfunc give the same lists; the excluded items never show, and the
+    promoted items take their share of the slots, marked ``promoted``."""
+    tiers = load_policy().tiers.names
+    settings = Settings(model_uri=str(run.bundle), max_per_category_share=0.3)
+    model = ServingModel.load(resolve_model(str(run.bundle)), settings, tiers)
+    recommender = BundleRecommender.from_path(run.bundle)
+    members = [str(m) for m in run.evaluated["all"][:40]]
+    popular = recommender.recommend(members[:1], 10).item_ids[0].tolist()
+    catalog = recommender.ranker.catalog
+    catalogue = recommender.item_ids.ids.tolist()
+    # promoted: items every tier may see, of three different categories, none in the lists
+    promoted, categories = [], set()
+    for item in reversed(range(catalog.n_items)):
+        code = int(catalog.category_codes[item])
+        if catalog.eligible[0, item] and code not in categories and catalogue[item] not in popular:
+            promoted.append(catalogue[item])
+            categories.add(code)
+        if len(promoted) == 3:
+            break
+    params = {"exclude": ",".join(popular[:3]), "promote": ",".join(promoted), "promote_share": 0.2}
+    query = ListQuery.model_validate(params)
+    rows = recommender.member_ids.lookup(members)
+    tier_at_cutoff = run_member_tiers(run, rows)
+    asks = [
+        Ask(
+            m, None if t < 0 else _profile(m, tiers[t]), None, 10, None, PurchasedPolicy.KEEP, query
+        )
+        for m, t in zip(members, tier_at_cutoff, strict=True)
+    ]
+    served = [a.item_ids for a in model.recommend_many(asks)]
+    exported = recommender.recommend(members, 10, query=query)
+    assert [[i for i in row if i] for row in exported.item_ids.tolist()] == served
+    assert (
+        _lists(_pyfunc(run).predict(None, pd.DataFrame({"member_id": members}), params), members)
+        == served
+    )
+    for items, sources in zip(exported.item_ids.tolist(), exported.sources.tolist(), strict=True):
+        assert not set(items) & set(popular[:3])
+        shown = [i for i in items if i in promoted]
+        assert len(shown) == 2  # ceil(0.2 * 10)
+        assert [s for i, s in zip(items, sources, strict=True) if i in promoted] == ["promoted"] * 2
+    members_csv = tmp_path / "members.csv"
+    pl.DataFrame({"member_id": members}).write_csv(members_csv)
+    out = tmp_path / "recs.csv"
+    result = CliRunner().invoke(
+        cli_app,
+        [
+            "recommend",
+            "--model",
+            str(run.bundle),
+            "--members",
+            str(members_csv),
+            "--out",
+            str(out),
+            "--k",
+            "10",
+            "--exclude",
+            params["exclude"],
+            "--promote",
+            params["promote"],
+            "--promote-share",
+            "0.2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert _lists(pd.read_csv(out, dtype=str).astype({"rank": int}), members) == served
+
+
+def test_recommend_names_a_bad_option() -> None:
+    result = CliRunner().invoke(
+        cli_app, ["recommend", "--model", "x", "--out", "y.csv", "--promote-share", "1.5"]
+    )
+    assert result.exit_code == 2
+    assert "--promote-share" in result.output
 
 
 def run_member_tiers(run: TrainResult, rows: np.ndarray) -> np.ndarray:

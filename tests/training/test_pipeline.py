@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from cli.main import app
 from engine.bundle_recommender import BundleRecommender
 from training.config import load_config
-from training.pipeline import TrainOptions, TrainResult, train
+from training.pipeline import SERVED, TrainOptions, TrainResult, train
 
 CONFIG = """
 name = "tiny"
@@ -109,8 +109,9 @@ def evaluated_run(synthetic_data: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 def test_bundle_recommender_reproduces_the_evaluated_rankings(evaluated_run: TrainResult) -> None:
+    """``recsys recommend``'s path serves what evaluation's ``served`` row ranked."""
     recommender = BundleRecommender.from_path(evaluated_run.bundle)
-    blend = evaluated_run.report.result("blend")
+    blend = evaluated_run.report.result(SERVED)
     assert evaluated_run.facts["trained_before"] == evaluated_run.split.cutoff_date
     for variant, exclude in (("all", False), ("new", True)):
         ranked = blend.rankings[variant]

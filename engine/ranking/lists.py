@@ -1,40 +1,48 @@
-"""Business rules applied to a ranked candidate list: what may be shown, and what fills the gaps.
+"""The business rules, as data (:class:`Rules`), applied to ranked candidate lists: what may be
+shown, and what fills the gaps.
 
-Serving ranks candidates with the retail blend (:mod:`engine.blend`) and then applies, in one
-vectorized pass over the candidates followed by the fallback lists (a *fallback chain*, tried in
-order until ``k`` items are found, sharing one exclusion set):
+The kernel (:mod:`engine.ranking.kernel`) ranks candidates with the retail blend
+(:mod:`engine.blend`) and then applies, in one vectorized pass over the candidates followed by
+the fallback lists (a *fallback chain*, tried in order until ``k`` items are found, sharing one
+exclusion set):
 
 1. **availability**: inactive items are never shown;
 2. **tier eligibility**: an item whose ``min_tier`` is above the member's tier is never shown;
 3. **category filter** (optional): only items of one category;
-4. **exclusions**: items the purchased-item policy drops, the item a "similar" list starts from;
+4. **exclusions**: items the purchased-item policy drops, the item a "similar" list starts from,
+   the request's own exclude list;
 5. **de-duplication**: an item appears once, at its first (best) position;
 6. **diversity cap**: at most ``max_per_category`` items of any one category;
-7. **fill**: candidates first, then each fallback list in order, until ``k`` items.
+7. **promotion** (optional): the promoted items get ``ceil(share * k)`` of the ``k`` slots
+   (fewer when fewer pass the rules), chosen best first among them; every item keeps its
+   place in the ranked order, so a promoted item sits where its score puts it;
+8. **fill**: candidates first, then each fallback list in order, until ``k`` items.
 
-:class:`ItemCatalog` holds the item attributes as arrays (built once per model), and precomputes
-per tier the eligible mask and the fallback orders (popular within the tier, popular overall,
-popular within each category), so a request does array lookups only.
+Adding a rule: a field of :class:`Rules`, its step in :func:`apply_rules` (and
+:func:`rank_many` when it can be vectorized), and the request field that sets it
+(:mod:`engine.ranking.query`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.errors import InvalidInputError
+from engine.ranking.catalog import NO_CATEGORY, ItemCatalog
+from engine.ranking.sources import SOURCE_PROMOTED
+
+#: The diversity cap's default share: ``ceil(0.5 * k)`` items of one category at most.
+DEFAULT_SHARE = 0.5
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 SourceArray = npt.NDArray[np.int8]
-
-#: Category code of items without a category.
-NO_CATEGORY = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,22 @@ class RankedList:
 
 
 @dataclass(frozen=True, slots=True)
+class Promotion:
+    """Promoted items (dense ids) and the share of the slots they get (Amazon Personalize's
+    promotions): ``ceil(share * k)`` slots, or fewer when fewer promoted items pass the rules."""
+
+    items: IntArray
+    share: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise InvalidInputError(f"the promotion share must be in (0, 1], got {self.share}")
+
+    def slots(self, k: int) -> int:
+        return min(k, max(1, math.ceil(self.share * k - 1e-9)))
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
     """What one request asks for.
 
@@ -78,8 +102,10 @@ class Rules:
         k: how many items to return.
         tier: the member's tier rank (0 = lowest); items with a higher ``min_tier`` are hidden.
         category: category code to restrict to, or None.
-        exclude: dense item ids never to return (purchased items per policy, the seed item).
+        exclude: dense item ids never to return (purchased items per policy, the seed item,
+            the request's exclude list).
         max_per_category: diversity cap (None: no cap).
+        promotion: promoted items and their share of the slots, or None.
     """
 
     k: int
@@ -87,6 +113,7 @@ class Rules:
     category: int | None = None
     exclude: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     max_per_category: int | None = None
+    promotion: Promotion | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -95,130 +122,6 @@ class Rules:
             raise InvalidInputError(
                 f"max_per_category must be at least 1, got {self.max_per_category}"
             )
-
-
-class ItemCatalog:
-    """Item attributes as arrays, and the per-tier masks and fallback orders built from them.
-
-    Args:
-        tiers: the tier ladder, lowest first.
-        category_codes: per item, an index into ``categories`` (``-1``: none).
-        categories: category names.
-        min_tier: per item, the rank of the lowest tier allowed to see it.
-        active: per item, whether it may be recommended at all.
-        popularity: per item, a non-negative popularity (e.g. the blend's trending prior).
-        tier_popularity: optional ``n_items x n_tiers`` popularity within each tier.
-    """
-
-    def __init__(
-        self,
-        *,
-        tiers: Sequence[str],
-        category_codes: npt.ArrayLike,
-        categories: Sequence[str],
-        min_tier: npt.ArrayLike,
-        active: npt.ArrayLike,
-        popularity: npt.ArrayLike,
-        tier_popularity: npt.ArrayLike | None = None,
-    ) -> None:
-        self.tiers = tuple(tiers)
-        self.categories = tuple(categories)
-        if not self.tiers:
-            raise InvalidInputError("ItemCatalog: the tier ladder is empty")
-        codes = np.asarray(category_codes, dtype=np.int32)
-        n = codes.shape[0]
-        if codes.ndim != 1:
-            raise InvalidInputError("ItemCatalog: category_codes must be 1-D")
-        if n and (codes.min() < NO_CATEGORY or codes.max() >= len(self.categories)):
-            raise InvalidInputError(
-                f"ItemCatalog: category codes must lie in -1..{len(self.categories) - 1}"
-            )
-        tiers_of = np.asarray(min_tier, dtype=np.int16)
-        available = np.asarray(active, dtype=bool)
-        pop = np.asarray(popularity, dtype=np.float32)
-        for name, array in (("min_tier", tiers_of), ("active", available), ("popularity", pop)):
-            if array.shape != (n,):
-                raise InvalidInputError(
-                    f"ItemCatalog: {name} has shape {array.shape}; expected ({n},), one per item"
-                )
-        if n and (tiers_of.min() < 0 or tiers_of.max() >= len(self.tiers)):
-            raise InvalidInputError(
-                f"ItemCatalog: min_tier ranks must lie in 0..{len(self.tiers) - 1}"
-            )
-        if not np.isfinite(pop).all():
-            raise InvalidInputError("ItemCatalog: popularity holds NaN or infinite values")
-        self.category_codes = codes
-        self.min_tier = tiers_of
-        self.active = available
-        self.popularity = pop
-        if tier_popularity is None:
-            per_tier = np.repeat(pop[:, None], len(self.tiers), axis=1)
-            self.has_tier_popularity = False
-        else:
-            per_tier = np.asarray(tier_popularity, dtype=np.float32)
-            if per_tier.shape != (n, len(self.tiers)):
-                raise InvalidInputError(
-                    f"ItemCatalog: tier_popularity has shape {per_tier.shape}; expected "
-                    f"({n}, {len(self.tiers)})"
-                )
-            self.has_tier_popularity = True
-        tier_ranks = np.arange(len(self.tiers), dtype=np.int16)
-        #: eligible[t, i]: item i may be shown to a member of tier t
-        self.eligible: BoolArray = available[None, :] & (tiers_of[None, :] <= tier_ranks[:, None])
-        self._tier_orders = tuple(
-            _order(per_tier[:, t], self.eligible[t]) for t in range(len(self.tiers))
-        )
-        self._tier_scores = tuple(
-            np.ascontiguousarray(per_tier[order, t]) for t, order in enumerate(self._tier_orders)
-        )
-        self._popular = _order(pop, available)
-        self._popular_scores = np.ascontiguousarray(pop[self._popular])
-        self._category_index = {name: code for code, name in enumerate(self.categories)}
-
-    @property
-    def n_items(self) -> int:
-        return int(self.category_codes.shape[0])
-
-    def tier_rank(self, tier: str | None) -> int:
-        """Rank of ``tier``; unknown or missing tiers get the lowest (the safest: shows least)."""
-        if tier is None:
-            return 0
-        try:
-            return self.tiers.index(tier)
-        except ValueError:
-            return 0
-
-    def category_code(self, name: str) -> int | None:
-        """Code of a category name, None when no item has it."""
-        return self._category_index.get(name)
-
-    @cached_property
-    def _by_category(self) -> tuple[IntArray, IntArray]:
-        """Active items sorted by (category, popularity desc), and each category's start."""
-        codes = np.where(self.active, self.category_codes, NO_CATEGORY)
-        keep = np.flatnonzero(codes >= 0)
-        order = keep[np.lexsort((-self.popularity[keep], codes[keep]))]
-        starts = np.searchsorted(codes[order], np.arange(len(self.categories) + 1))
-        return order.astype(np.int64), starts.astype(np.int64)
-
-    def popular_in_tier(self, tier: int) -> tuple[IntArray, FloatArray]:
-        """Items eligible for ``tier``, most popular within the tier first, and that popularity."""
-        return self._tier_orders[tier], self._tier_scores[tier]
-
-    def popular_overall(self) -> tuple[IntArray, FloatArray]:
-        """Active items, most popular first, and their popularity."""
-        return self._popular, self._popular_scores
-
-    def popular_in_category(self, category: int) -> tuple[IntArray, FloatArray]:
-        """Active items of ``category``, most popular first, and their popularity."""
-        order, starts = self._by_category
-        items = order[starts[category] : starts[category + 1]]
-        return items, self.popularity[items]
-
-
-def _order(values: npt.NDArray[np.float32], mask: BoolArray) -> IntArray:
-    ids = np.flatnonzero(mask)
-    return ids[np.argsort(-values[ids], kind="stable")].astype(np.int64)
 
 
 #: A fallback order: items best first, their scores, and the source code to report.
@@ -265,6 +168,9 @@ def rank_many(
         )
     if n == 0:
         return []
+    promoted = [i for i, r in enumerate(rules) if r.promotion is not None]
+    if promoted:  # rare: ranked one by one, the rest vectorized
+        return _rank_promoted_apart(catalog, rules, candidates, fallbacks, promoted)
     needs = [4 * r.k + int(r.exclude.size) + 64 for r in rules]
     parts_of = [
         [
@@ -319,6 +225,28 @@ def rank_many(
             RankedList(items.ravel()[chosen], scores.ravel()[chosen], sources.ravel()[chosen])
         )
     return out
+
+
+def _rank_promoted_apart(
+    catalog: ItemCatalog,
+    rules: Sequence[Rules],
+    candidates: Sequence[RankedList],
+    fallbacks: Sequence[Sequence[Fallback]],
+    promoted: list[int],
+) -> list[RankedList]:
+    rest = [i for i in range(len(rules)) if rules[i].promotion is None]
+    ranked = rank_many(
+        catalog,
+        [rules[i] for i in rest],
+        [candidates[i] for i in rest],
+        [fallbacks[i] for i in rest],
+    )
+    out: list[RankedList | None] = [None] * len(rules)
+    for i, lst in zip(rest, ranked, strict=True):
+        out[i] = lst
+    for i in promoted:
+        out[i] = rank_with_fallbacks(catalog, rules[i], candidates[i], fallbacks[i])
+    return [lst for lst in out if lst is not None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,12 +351,43 @@ def apply_rules(catalog: ItemCatalog, rules: Rules, lists: Sequence[RankedList])
     # first occurrence of each item among the kept positions (np.unique returns first indexes)
     _, first = np.unique(items[positions], return_index=True)
     positions = positions[np.sort(first)]
-    if rules.max_per_category is not None and positions.size:
-        positions = _cap_per_category(
-            positions, catalog.category_codes[items[positions]], rules.max_per_category
-        )
+    codes = catalog.category_codes[items[positions]]
+    if rules.promotion is not None:
+        promoted = np.isin(items[positions], rules.promotion.items)
+        positions = positions[_promote(promoted, codes, rules)]
+        sources = sources.copy()
+        sources[positions[np.isin(items[positions], rules.promotion.items)]] = SOURCE_PROMOTED
+    elif rules.max_per_category is not None and positions.size:
+        positions = _cap_per_category(positions, codes, rules.max_per_category)
     positions = positions[: rules.k]
     return RankedList(items[positions], scores[positions], sources[positions])
+
+
+def _promote(promoted: BoolArray, codes: npt.NDArray[np.int32], rules: Rules) -> IntArray:
+    """Which of the ranked candidates (``promoted`` flags, category ``codes``) fill the ``k``
+    slots: at most ``slots`` promoted and ``k - slots`` others, in ranked order, under the
+    diversity cap (counted over the shown items only); a second pass lifts the quotas when one
+    side is short. Returns indexes into the candidates, in ranked order."""
+    k, cap = rules.k, rules.max_per_category
+    quota = {True: rules.promotion.slots(k) if rules.promotion else 0}
+    quota[False] = k - quota[True]
+    chosen: list[int] = []
+    seen: set[int] = set()
+    per_category: dict[int, int] = {}
+    taken = {True: 0, False: 0}
+    for bounded in (True, False):
+        for i, (flag, code) in enumerate(zip(promoted.tolist(), codes.tolist(), strict=True)):
+            if len(chosen) == k:
+                break
+            if i in seen or (bounded and taken[flag] >= quota[flag]):
+                continue
+            if cap is not None and code >= 0 and per_category.get(code, 0) >= cap:
+                continue
+            chosen.append(i)
+            seen.add(i)
+            taken[flag] += 1
+            per_category[code] = per_category.get(code, 0) + 1
+    return np.sort(np.asarray(chosen, dtype=np.int64))
 
 
 def _cap_per_category(positions: IntArray, codes: npt.NDArray[np.int32], cap: int) -> IntArray:
@@ -447,9 +406,9 @@ def category_cap(k: int, share: float) -> int | None:
 
 
 __all__ = [
-    "NO_CATEGORY",
+    "DEFAULT_SHARE",
     "Fallback",
-    "ItemCatalog",
+    "Promotion",
     "RankedList",
     "Rules",
     "Selection",
