@@ -14,18 +14,17 @@ from typing import Annotated, Any, Final, Literal
 
 from fastapi import Path, Query
 from pydantic import (
-    AllowInfNan,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    Strict,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from engine.audience_document import WHOLE, Finite
 from engine.ranking.query import ASCII_INT, MAX_ID_LENGTH, MAX_K
 
 MAX_EVENTS = 1_000
@@ -55,20 +54,7 @@ TierQuery = Annotated[
     ),
 ]
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-Finite = Annotated[float, Strict(), AllowInfNan(False)]
 
-
-def _whole(value: object) -> object:
-    """A JSON integer: an int, or a float without a fraction (``5.0``); never a bool or text."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise PydanticCustomError("int_type", "must be a whole number")
-
-
-#: Put after the constraints: ``Annotated[int, Field(ge=1), WHOLE]`` (so the schema shows them).
-WHOLE: Final = BeforeValidator(_whole)
 
 #: Years 1000-2999: far from the ends of ``datetime``'s range, which a UTC offset could cross.
 TIMESTAMP_YEARS: Final = "^[12][0-9]{3}-"
