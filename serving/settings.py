@@ -1,6 +1,14 @@
 """Typed settings of the service, read from the environment once at start and validated.
 
-Every problem raises :class:`SettingsError` naming the variable, the bad value and what to do;
+:func:`load_settings` reads the variables below with pydantic-settings into
+:class:`EnvironmentVariables` (one field per variable, named as the :class:`Settings` attribute
+it sets; types, bounds and choices are declared on the fields) and returns :class:`Settings`, a
+frozen dataclass, so that code and tests build settings directly (``Settings(model_uri=...)``,
+``dataclasses.replace``) without the process environment leaking in. Names are case-sensitive;
+a variable that is empty (or only blanks) counts as not set; no ``.env`` file is read.
+
+Every problem raises :class:`SettingsError` naming the variable, the bad value and what is
+allowed (all the bad variables at once; pydantic's ``ValidationError`` is its cause);
 ``create_app`` (or ``recsys serve``) reports it and stops before anything is loaded. Nothing here
 runs at import time.
 
@@ -40,11 +48,17 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serving.security import ApiKey, load_api_keys
 
@@ -53,6 +67,7 @@ LOOPBACK_NAMES: Final[frozenset[str]] = frozenset({"localhost", "localhost.local
 
 IndexChoice = Literal["auto", "exact", "hnsw"]
 PurchasedChoice = Literal["keep", "exclude_recent", "exclude"]
+_DAY: Final[int] = 24 * 3600
 
 
 class SettingsError(Exception):
@@ -155,86 +170,208 @@ class Settings:
         ]
 
 
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
+# -- reading the environment ----------------------------------------------------------------
 
 
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is outside {low}..{high}")
-    return value
+#: The variables :meth:`EnvironmentVariables.read` was given (None: the process environment).
+#: Sources are chosen by a class method, so a mapping given for one read reaches it this way.
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("recsys_settings_env", default=None)
 
 
-def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise SettingsError(f"{name}={value} is outside {low}..{high}")
-    return value
+class _Variables(PydanticBaseSettingsSource):
+    """The settings' variables in ``environ``: exact (case-sensitive) names, blank ones unset."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = _variable(field, field_name)
+        value = self._environ.get(name, "").strip()
+        return (value or None), name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for field_name, field in self.settings_cls.model_fields.items():
+            value, name, _ = self.get_field_value(field, field_name)
+            if value is not None:
+                found[name] = value
+        return found
 
 
-_BOOLS: Final[dict[str, bool]] = {
-    **dict.fromkeys(("true", "1", "yes", "on"), True),
-    **dict.fromkeys(("false", "0", "no", "off"), False),
-}
+def _variable(field: FieldInfo, field_name: str) -> str:
+    alias = field.validation_alias
+    return alias if isinstance(alias, str) else field_name
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    try:
-        return _BOOLS[raw.lower()]
-    except KeyError:
-        raise SettingsError(f"{name}={raw!r}: use true or false") from None
+class EnvironmentVariables(BaseSettings):
+    """The service's environment variables, typed and checked (module docstring: the table).
 
+    Each field is named as the :class:`Settings` attribute it sets (except the key, campaign
+    database and data folder variables, which :func:`load_settings` combines); its validation
+    alias is the variable. ``EnvironmentVariables()`` reads the process environment;
+    :meth:`read` reads a given mapping instead and raises :class:`SettingsError`.
+    """
 
-def _index(env: Mapping[str, str]) -> IndexChoice:
-    raw = (_text(env, "RECSYS_INDEX") or "auto").lower()
-    if raw == "auto":
-        return "auto"
-    if raw == "exact":
-        return "exact"
-    if raw == "hnsw":
-        return "hnsw"
-    raise SettingsError(f"RECSYS_INDEX={raw!r}: choose auto, exact or hnsw")
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
 
+    model_uri: str = Field(default=DEFAULT_MODEL_URI, validation_alias="RECSYS_MODEL_URI")
+    tracking_uri: str | None = Field(default=None, validation_alias="MLFLOW_TRACKING_URI")
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+    redis_prefix: str | None = Field(default=None, validation_alias="REDIS_PREFIX")
+    policy_file: Path | None = Field(default=None, validation_alias="RECSYS_POLICY_FILE")
+    api_keys_file: Path | None = Field(default=None, validation_alias="RECSYS_API_KEYS_FILE")
+    api_keys_inline: str | None = Field(default=None, validation_alias="RECSYS_API_KEYS")
+    host: str = Field(default="127.0.0.1", validation_alias="RECSYS_HOST")
+    cache_ttl_seconds: int = Field(
+        default=300, ge=0, le=7 * _DAY, validation_alias="RECSYS_CACHE_TTL_SECONDS"
+    )
+    fold_ttl_seconds: int = Field(
+        default=7 * _DAY, ge=60, le=365 * _DAY, validation_alias="RECSYS_FOLD_TTL_SECONDS"
+    )
+    max_per_category_share: float = Field(
+        default=0.5, ge=0.01, le=1.0, validation_alias="RECSYS_MAX_PER_CATEGORY"
+    )
+    purchased_policy: PurchasedChoice = Field(
+        default="exclude_recent", validation_alias="RECSYS_PURCHASED_POLICY"
+    )
+    index: IndexChoice = Field(default="auto", validation_alias="RECSYS_INDEX")
+    hnsw_ef_search: int = Field(
+        default=128, ge=16, le=4096, validation_alias="RECSYS_HNSW_EF_SEARCH"
+    )
+    redis_timeout_ms: int = Field(
+        default=250, ge=10, le=60_000, validation_alias="RECSYS_REDIS_TIMEOUT_MS"
+    )
+    redis_retry_seconds: float = Field(
+        default=1.0, ge=0.0, le=300.0, validation_alias="RECSYS_REDIS_RETRY_SECONDS"
+    )
+    model_poll_seconds: float = Field(
+        default=2.0, ge=0.0, le=3600.0, validation_alias="RECSYS_MODEL_POLL_SECONDS"
+    )
+    snapshot: Path | None = Field(default=None, validation_alias="RECSYS_SNAPSHOT")
+    audience_ttl_days: int = Field(
+        default=30, ge=1, le=3650, validation_alias="RECSYS_AUDIENCE_TTL_DAYS"
+    )
+    audience_max_members: int = Field(
+        default=5_000_000, ge=1, le=20_000_000, validation_alias="RECSYS_AUDIENCE_MAX_MEMBERS"
+    )
+    contact_history_days: int = Field(
+        default=365, ge=1, le=3650, validation_alias="RECSYS_CONTACT_HISTORY_DAYS"
+    )
+    data_timezone: str = Field(default="UTC", validation_alias="RECSYS_DATA_TIMEZONE")
+    store_auto_restore: bool = Field(default=True, validation_alias="RECSYS_STORE_AUTO_RESTORE")
+    store_check_seconds: float = Field(
+        default=5.0, ge=0.0, le=3600.0, validation_alias="RECSYS_STORE_CHECK_SECONDS"
+    )
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Field(default=Path("data"), validation_alias="RECSYS_DATA_DIR")
+    uplift_model: Path | None = Field(default=None, validation_alias="RECSYS_UPLIFT_MODEL")
 
-def _purchased(env: Mapping[str, str]) -> PurchasedChoice:
-    raw = (_text(env, "RECSYS_PURCHASED_POLICY") or "exclude_recent").lower()
-    if raw == "keep":
-        return "keep"
-    if raw == "exclude_recent":
-        return "exclude_recent"
-    if raw == "exclude":
-        return "exclude"
-    raise SettingsError(f"RECSYS_PURCHASED_POLICY={raw!r}: choose keep, exclude_recent or exclude")
+    @field_validator("purchased_policy", "index", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
+    @field_validator("policy_file")
+    @classmethod
+    def _policy_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("no such file")
+        return value
 
-def _timezone(env: Mapping[str, str]) -> str:
-    raw = _text(env, "RECSYS_DATA_TIMEZONE") or "UTC"
-    if raw != "UTC":
+    @field_validator("snapshot")
+    @classmethod
+    def _is_snapshot(cls, value: Path | None) -> Path | None:
+        if value is not None and not (value / "manifest.json").is_file():
+            raise ValueError(
+                "not a feature snapshot folder (no manifest.json); give a folder written by "
+                "`recsys features build` (it is what an empty online store is restored from), "
+                "or unset it"
+            )
+        return value
+
+    @field_validator("data_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value != "UTC":
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    "not a known time zone: give an IANA name such as UTC or Europe/London"
+                ) from None
+        return value
+
+    @field_validator("uplift_model")
+    @classmethod
+    def _uplift_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("not a file; fit one with `recsys campaign uplift fit`")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Values given in code, then the variables (no ``.env`` file, no secrets folder)."""
+        given = _ENVIRON.get()
+        return (init_settings, _Variables(settings_cls, os.environ if given is None else given))
+
+    @classmethod
+    def read(cls, environ: Mapping[str, str] | None = None) -> EnvironmentVariables:
+        """The variables in ``environ`` (default: the process environment) and nowhere else;
+        SettingsError naming each bad one."""
+        token = _ENVIRON.set(environ)
         try:
-            ZoneInfo(raw)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise SettingsError(
-                f"RECSYS_DATA_TIMEZONE={raw!r} is not a known time zone: give an IANA name "
-                "such as UTC or Europe/London"
-            ) from None
-    return raw
+            return cls()
+        except ValidationError as exc:
+            problems = "; ".join(_problem(error) for error in exc.errors())
+            raise SettingsError(problems) from exc
+        finally:
+            _ENVIRON.reset(token)
+
+
+_RANGE_ERRORS: Final = frozenset(
+    {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}
+)
+
+
+def _bounds(name: str) -> str:
+    """``low..high`` of the variable ``name`` as declared on its field."""
+    for field_name, field in EnvironmentVariables.model_fields.items():
+        if _variable(field, field_name) == name:
+            # Field(ge=..., le=...) is kept as annotated_types.Ge / Le in the field's metadata
+            low = next((m.ge for m in field.metadata if hasattr(m, "ge")), None)
+            high = next((m.le for m in field.metadata if hasattr(m, "le")), None)
+            return f"{low}..{high}"
+    return "its allowed range"
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as ``VARIABLE=value`` and what is wrong and allowed."""
+    name = ".".join(str(part) for part in error["loc"]) or "the settings"
+    raw = error["input"]
+    kind = error["type"]
+    ctx = error.get("ctx", {})
+    if kind == "int_parsing":
+        return f"{name}={raw!r} is not an integer; give a whole number in {_bounds(name)}"
+    if kind == "float_parsing":
+        return f"{name}={raw!r} is not a number; give a number in {_bounds(name)}"
+    if kind in _RANGE_ERRORS:
+        return f"{name}={raw} is outside {_bounds(name)}"
+    if kind == "literal_error":
+        choices = str(ctx.get("expected", "")).replace("'", "")  # 'a', 'b' or 'c'
+        return f"{name}={raw!r}: choose {choices}"
+    if kind == "bool_parsing":
+        return f"{name}={raw!r}: use true or false"
+    if kind == "value_error":
+        return f"{name}={raw!r}: {ctx.get('error', error['msg'])}"
+    return f"{name}={raw!r}: {error['msg']}"
 
 
 def _hide_password(url: str | None) -> str | None:
@@ -249,76 +386,47 @@ def _hide_password(url: str | None) -> str | None:
         return url.split("@")[-1]
 
 
-def _campaign_db(env: Mapping[str, str]) -> str:
-    from feature_store.campaigns import resolve_url
+def _campaign_db(variables: EnvironmentVariables) -> str:
+    # imported here: the campaign store brings SQLAlchemy, which reading settings does not need
+    from feature_store.campaigns import default_url
 
-    return resolve_url(Path(_text(env, "RECSYS_DATA_DIR") or "data"), env)
+    return variables.database_url or default_url(variables.data_dir)
 
 
-def _uplift_model(env: Mapping[str, str]) -> Path | None:
-    raw = _text(env, "RECSYS_UPLIFT_MODEL")
-    if raw is None:
-        return None
-    path = Path(raw)
-    if not path.is_file():
-        raise SettingsError(
-            f"RECSYS_UPLIFT_MODEL: {raw} is not a file; fit one with `recsys campaign uplift fit`"
-        )
-    return path
+#: EnvironmentVariables fields that are not Settings attributes (load_settings combines them)
+_COMBINED: Final = frozenset({"api_keys_file", "api_keys_inline", "database_url", "data_dir"})
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings from ``env`` (default: the process environment)."""
-    env = os.environ if env is None else env
-    keys_file = _text(env, "RECSYS_API_KEYS_FILE")
-    keys_inline = _text(env, "RECSYS_API_KEYS")
+    variables = EnvironmentVariables.read(env)
     try:
-        api_keys = load_api_keys(Path(keys_file) if keys_file else None, keys_inline)
+        api_keys = load_api_keys(variables.api_keys_file, variables.api_keys_inline)
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     sources = [
-        s for s, v in (("RECSYS_API_KEYS_FILE", keys_file), ("RECSYS_API_KEYS", keys_inline)) if v
-    ]
-    policy = _text(env, "RECSYS_POLICY_FILE")
-    if policy is not None and not Path(policy).is_file():
-        raise SettingsError(f"RECSYS_POLICY_FILE={policy!r}: no such file")
-    snapshot = _text(env, "RECSYS_SNAPSHOT")
-    if snapshot is not None and not (Path(snapshot) / "manifest.json").is_file():
-        raise SettingsError(
-            f"RECSYS_SNAPSHOT={snapshot!r}: not a feature snapshot folder (no manifest.json); "
-            "give a folder written by `recsys features build` (it is what an empty online store "
-            "is restored from), or unset it"
+        name
+        for name, value in (
+            ("RECSYS_API_KEYS_FILE", variables.api_keys_file),
+            ("RECSYS_API_KEYS", variables.api_keys_inline),
         )
+        if value
+    ]
     settings = Settings(
-        model_uri=_text(env, "RECSYS_MODEL_URI") or DEFAULT_MODEL_URI,
-        tracking_uri=_text(env, "MLFLOW_TRACKING_URI"),
-        redis_url=_text(env, "REDIS_URL"),
-        redis_prefix=_text(env, "REDIS_PREFIX"),
-        policy_file=Path(policy) if policy else None,
+        **variables.model_dump(exclude=set(_COMBINED)),
         api_keys=api_keys,
         keys_source=" and ".join(sources) or "none",
-        host=_text(env, "RECSYS_HOST") or "127.0.0.1",
-        cache_ttl_seconds=_int(env, "RECSYS_CACHE_TTL_SECONDS", 300, 0, 7 * 24 * 3600),
-        fold_ttl_seconds=_int(env, "RECSYS_FOLD_TTL_SECONDS", 7 * 24 * 3600, 60, 365 * 24 * 3600),
-        max_per_category_share=_float(env, "RECSYS_MAX_PER_CATEGORY", 0.5, 0.01, 1.0),
-        purchased_policy=_purchased(env),
-        index=_index(env),
-        hnsw_ef_search=_int(env, "RECSYS_HNSW_EF_SEARCH", 128, 16, 4096),
-        redis_timeout_ms=_int(env, "RECSYS_REDIS_TIMEOUT_MS", 250, 10, 60_000),
-        redis_retry_seconds=_float(env, "RECSYS_REDIS_RETRY_SECONDS", 1.0, 0.0, 300.0),
-        model_poll_seconds=_float(env, "RECSYS_MODEL_POLL_SECONDS", 2.0, 0.0, 3600.0),
-        snapshot=Path(snapshot) if snapshot else None,
-        audience_ttl_days=_int(env, "RECSYS_AUDIENCE_TTL_DAYS", 30, 1, 3650),
-        audience_max_members=_int(env, "RECSYS_AUDIENCE_MAX_MEMBERS", 5_000_000, 1, 20_000_000),
-        contact_history_days=_int(env, "RECSYS_CONTACT_HISTORY_DAYS", 365, 1, 3650),
-        data_timezone=_timezone(env),
-        store_auto_restore=_bool(env, "RECSYS_STORE_AUTO_RESTORE", True),
-        store_check_seconds=_float(env, "RECSYS_STORE_CHECK_SECONDS", 5.0, 0.0, 3600.0),
-        campaign_db_url=_campaign_db(env),
-        uplift_model=_uplift_model(env),
+        campaign_db_url=_campaign_db(variables),
     )
     settings.check_bind()
     return settings
 
 
-__all__ = ["DEFAULT_MODEL_URI", "Settings", "SettingsError", "is_loopback", "load_settings"]
+__all__ = [
+    "DEFAULT_MODEL_URI",
+    "EnvironmentVariables",
+    "Settings",
+    "SettingsError",
+    "is_loopback",
+    "load_settings",
+]

@@ -5,7 +5,9 @@ Where runs go
     ``<repo>/mlflow/mlflow.db`` with artifacts under ``<repo>/mlflow/artifacts`` (absolute
     paths). For any ``sqlite:///.../x.db`` URI the experiment's artifacts go to an ``artifacts``
     folder beside the database; for a tracking server the server decides (see
-    ``mlflow/README.md``). The registry uses the same URI as tracking.
+    ``mlflow/README.md``). The registry uses the same URI as tracking. The default and the
+    SQLite helpers are defined once, with the model-source resolver (``engine.model_source``),
+    so serving resolves models in the store training writes to.
 
 Names
     Params are flattened with dots (``{"weights": {"tier": {"gold": 1.5}}}`` becomes
@@ -23,10 +25,13 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+
+# the default store, SQLite paths and the bundle's artifact name are the model-source
+# resolver's (engine.model_source), so that training writes where serving resolves
+from engine.model_source import BUNDLE_ARTIFACT, absolute_uri, default_tracking_uri, sqlite_file
 
 #: Name under which models are registered.
 MODEL_NAME = "member-recs"
@@ -38,9 +43,9 @@ CHAMPION = "champion"
 DEFAULT_PROMOTION_METRIC = "ndcg_at_10_all"
 #: Run tag (and param) identifying the evaluation split; promotion compares only equal values.
 SPLIT_FINGERPRINT_TAG = "split_fingerprint"
-#: Artifact path of the pyfunc model inside a run, and the bundle's name inside the model.
+#: Artifact path of the pyfunc model inside a run (the bundle's name inside the model,
+#: BUNDLE_ARTIFACT, is imported above).
 MODEL_ARTIFACT = "model"
-BUNDLE_ARTIFACT = "bundle"
 #: Tags written by the promotion gate on the model version (and, for overrides, on its run).
 TAG_PROMOTED_AT = "promotion.promoted_at"
 TAG_PROMOTED_OVER = "promotion.previous_champion"
@@ -50,7 +55,6 @@ TAG_GIT_COMMIT = "mlflow.source.git.commit"
 TAG_PARENT_RUN = "mlflow.parentRunId"
 TAG_RUN_NAME = "mlflow.runName"
 
-_REPO = Path(__file__).resolve().parents[1]
 _TRUNCATED = "...[truncated; full value in params.json]"
 _NOT_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.\-]+")
 _UNDERSCORES = re.compile(r"_{2,}")
@@ -96,33 +100,6 @@ def fit_param(value: str) -> str:
 
 
 # -- where runs go ---------------------------------------------------------------------------
-
-
-def default_tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else the embedded SQLite store under ``<repo>/mlflow``."""
-    configured = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if configured:
-        return configured
-    folder = _REPO / "mlflow"
-    return f"sqlite:///{folder / 'mlflow.db'}"
-
-
-def sqlite_file(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI; None for other stores and in-memory ones."""
-    if not uri.startswith("sqlite:///"):
-        return None
-    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
-
-
-def absolute_uri(uri: str) -> str:
-    """Relative SQLite paths made absolute (they would otherwise depend on the cwd)."""
-    database = sqlite_file(uri)
-    if database is None or database.is_absolute():
-        return uri
-    query = uri.split("?", 1)[1] if "?" in uri else ""
-    absolute = f"sqlite:///{database.resolve()}"
-    return f"{absolute}?{query}" if query else absolute
 
 
 def artifact_root(uri: str) -> str | None:
