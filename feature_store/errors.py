@@ -15,4 +15,7 @@ class DataError(FeatureStoreError):
 
 
 class ConfigError(FeatureStoreError):
-    """A policy or rule file is malformed; the message names the file and the key or rule."""
+    """A configuration file is malformed: the feature policy, a training configuration or a
+    search space (training.config_toml.ConfigError is this class). The message names the file
+    and, for each problem, the dotted key (``tiers.levels[2].min_spend``) or the rule, and what
+    is wrong; feature_store.config_model builds it from the models' validation errors."""

@@ -9,10 +9,11 @@ Besides the data, the policy offers the pure scalar rules that incremental (onli
 so batch and online code agree: :meth:`TierPolicy.qualifying_tier`,
 :meth:`TierPolicy.growth_points`, :meth:`LifecyclePolicy.stage`, :meth:`RfmPolicy.segment`.
 
-Each section lives in its own module, with the code that reads it: feature_store.policy_tiers,
-feature_store.policy_rfm, feature_store.policy_lifecycle and feature_store.policy_tags (the
-tables are read by feature_store.policy_toml). This module assembles them and is where the rest
-of the code imports every policy name from.
+Each section lives in its own module, with the pydantic model of its table (the ``*Table``
+classes, see feature_store.config_model): feature_store.policy_tiers, feature_store.policy_rfm,
+feature_store.policy_lifecycle, feature_store.policy_value and feature_store.policy_tags.
+This module holds the model of the whole file (:class:`PolicyFile`), assembles the sections and
+is where the rest of the code imports every policy name from.
 """
 
 from __future__ import annotations
@@ -20,32 +21,36 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final
+from typing import Final, Self
 
+from pydantic import Field, field_validator, model_validator
+
+from feature_store.config_model import ConfigModel, ConfigValueError, Items, Text, validate
 from feature_store.errors import ConfigError
 from feature_store.policy_lifecycle import (
     LIFECYCLE_STAGES,
     LifecyclePolicy,
+    LifecycleTable,
     Threshold,
-    parse_lifecycle,
 )
 from feature_store.policy_rfm import (
     RFM_SEGMENTS,
     SCORE_LEVELS,
     RfmPolicy,
     RfmSegmentRule,
-    parse_rfm,
+    RfmTable,
 )
 from feature_store.policy_tags import (
     TAG_FEATURES,
     Condition,
     FeatureKind,
     TagRule,
-    parse_tags,
+    TagRuleTable,
+    build_tags,
+    tag_labels,
 )
-from feature_store.policy_tiers import EvaluationPeriod, TierLevel, TierPolicy, parse_tiers
-from feature_store.policy_toml import PolicySection
-from feature_store.policy_value import EXPECTED_HORIZON_DAYS, ValuePolicy, parse_value
+from feature_store.policy_tiers import EvaluationPeriod, TierLevel, TierPolicy, TiersTable
+from feature_store.policy_value import EXPECTED_HORIZON_DAYS, ValuePolicy, ValueTable
 from feature_store.toml_table import read_toml
 
 #: The packaged default policy.
@@ -63,6 +68,19 @@ class ItemPolicy:
     within their category (lowest prices first)."""
 
     price_bands: tuple[str, ...] = ("budget", "mid", "premium")
+
+
+class ItemsTable(ConfigModel):
+    """The optional ``[items]`` table."""
+
+    price_bands: Items[Text] = Field(default=ItemPolicy().price_bands, min_length=1)
+
+    @field_validator("price_bands")
+    @classmethod
+    def _distinct(cls, bands: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(bands)) != len(bands):
+            raise ValueError(f"has duplicates: {list(bands)!r}")
+        return bands
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,6 +101,49 @@ class FeaturePolicy:
     sha256: str
 
 
+class PolicyFile(ConfigModel):
+    """A feature policy file: ``[tiers]``, ``[rfm]`` and ``[lifecycle]`` are required,
+    ``[items]``, ``[value]`` and the ``[[tags]]`` optional. Tag rules are checked against the
+    file's own tiers and RFM segments."""
+
+    tiers: TiersTable
+    rfm: RfmTable
+    lifecycle: LifecycleTable
+    items: ItemsTable = Field(default_factory=ItemsTable)
+    value: ValueTable = Field(default_factory=ValueTable)
+    tags: Items[TagRuleTable] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.lifecycle.rule == "p_alive" and not self.value.enabled:
+            raise ConfigValueError(
+                '"p_alive" needs the value model; set [value] enabled = true or use rule = "days"',
+                "lifecycle",
+                "rule",
+            )
+        self.tag_rules()
+        return self
+
+    def tag_rules(self) -> tuple[TagRule, ...]:
+        return build_tags(self.tags, self.tiers.build(), self.rfm.build())
+
+    def build(self, source: Path, sha256: str) -> FeaturePolicy:
+        value = self.value.build()
+        lifecycle = self.lifecycle.build()
+        if lifecycle.rule == "p_alive":
+            lifecycle = replace(lifecycle, p_alive_below=value.at_risk_below)
+        return FeaturePolicy(
+            tiers=self.tiers.build(),
+            rfm=self.rfm.build(),
+            lifecycle=lifecycle,
+            tags=self.tag_rules(),
+            items=ItemPolicy(price_bands=self.items.price_bands),
+            value=value,
+            source=source,
+            sha256=sha256,
+        )
+
+
 def load_policy(path: Path | None = None) -> FeaturePolicy:
     """Read and validate a policy file (None: the packaged default).
 
@@ -90,43 +151,8 @@ def load_policy(path: Path | None = None) -> FeaturePolicy:
     """
     path = DEFAULT_POLICY_PATH if path is None else path
     data, raw = read_toml(path, "feature policy")
-    root = PolicySection(path, "", data)
-    tiers = parse_tiers(root.section("tiers"))
-    rfm = parse_rfm(root.section("rfm"))
-    lifecycle = parse_lifecycle(root.section("lifecycle"))
-    items = _parse_items(root.optional_section("items"))
-    value = parse_value(root.optional_section("value"))
-    tags = parse_tags(path, root.table_list("tags", required=False), tiers, rfm)
-    root.finish()
-    if lifecycle.rule == "p_alive":
-        if not value.enabled:
-            raise ConfigError(
-                f'{path}: lifecycle.rule: "p_alive" needs the value model; '
-                'set [value] enabled = true or use rule = "days"'
-            )
-        lifecycle = replace(lifecycle, p_alive_below=value.at_risk_below)
-    return FeaturePolicy(
-        tiers=tiers,
-        rfm=rfm,
-        lifecycle=lifecycle,
-        tags=tags,
-        items=items,
-        value=value,
-        source=path,
-        sha256=hashlib.sha256(raw).hexdigest(),
-    )
-
-
-def _parse_items(sec: PolicySection | None) -> ItemPolicy:
-    if sec is None:
-        return ItemPolicy()
-    policy = ItemPolicy(
-        price_bands=sec.string_list("price_bands")
-        if sec.has("price_bands")
-        else ItemPolicy().price_bands
-    )
-    sec.finish()
-    return policy
+    checked = validate(PolicyFile, data, path, labels=tag_labels(data))
+    return checked.build(path, hashlib.sha256(raw).hexdigest())
 
 
 __all__ = [
@@ -142,7 +168,9 @@ __all__ = [
     "FeatureKind",
     "FeaturePolicy",
     "ItemPolicy",
+    "ItemsTable",
     "LifecyclePolicy",
+    "PolicyFile",
     "RfmPolicy",
     "RfmSegmentRule",
     "TagRule",

@@ -2,22 +2,25 @@
 from their own purchase rhythm (docs/features.md, "Lifecycle").
 
 :meth:`LifecyclePolicy.stage` is the pure scalar rule the batch transform
-(feature_store.transforms.lifecycle) and the online updates share.
+(feature_store.transforms.lifecycle) and the online updates share. :class:`LifecycleTable` is
+the ``[lifecycle]`` table of the policy file (feature_store.config_model).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Self, get_args
 
-from feature_store.policy_toml import PolicySection
+from pydantic import Field, model_validator
+
+from feature_store.config_model import ConfigModel, ConfigValueError
 
 #: Lifecycle stages, in the order of a member's life.
 LIFECYCLE_STAGES: Final[tuple[str, ...]] = ("new", "active", "at_risk", "churned")
 
 #: How ``at_risk`` is decided: by day windows, or by the value model's ``p_alive``.
 LifecycleRule = Literal["days", "p_alive"]
-LIFECYCLE_RULES: Final[tuple[str, ...]] = ("days", "p_alive")
+LIFECYCLE_RULES: Final[tuple[str, ...]] = get_args(LifecycleRule)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,38 +90,56 @@ class LifecyclePolicy:
         return "churned"
 
 
-def _parse_threshold(sec: PolicySection) -> Threshold:
-    t = Threshold(
-        multiplier=sec.number("multiplier", minimum=0),
-        floor_days=sec.number("floor_days", minimum=0),
-        cap_days=sec.number("cap_days", minimum=0),
-    )
-    if t.cap_days < t.floor_days:
-        raise sec.error("cap_days", f"must be >= floor_days ({t.floor_days:g}), got {t.cap_days:g}")
-    sec.finish()
-    return t
+class ThresholdTable(ConfigModel):
+    """``[lifecycle.active]`` or ``[lifecycle.churn]``."""
+
+    multiplier: float = Field(ge=0)
+    floor_days: float = Field(ge=0)
+    cap_days: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _cap_above_floor(self) -> Self:
+        if self.cap_days < self.floor_days:
+            raise ConfigValueError(
+                f"must be >= floor_days ({self.floor_days:g}), got {self.cap_days:g}", "cap_days"
+            )
+        return self
+
+    def build(self) -> Threshold:
+        return Threshold(
+            multiplier=self.multiplier, floor_days=self.floor_days, cap_days=self.cap_days
+        )
 
 
-def parse_lifecycle(sec: PolicySection) -> LifecyclePolicy:
+class LifecycleTable(ConfigModel):
     """The ``[lifecycle]`` table; the churn limits may not be below the active ones."""
-    policy = LifecyclePolicy(
-        new_days=sec.integer("new_days", 30, minimum=0),
-        default_interval_days=sec.number("default_interval_days", 60.0, above=0),
-        active=_parse_threshold(sec.section("active")),
-        churn=_parse_threshold(sec.section("churn")),
-        rule="p_alive"
-        if sec.string("rule", "days", choices=LIFECYCLE_RULES) == "p_alive"
-        else "days",
-    )
-    if (
-        policy.churn.floor_days < policy.active.floor_days
-        or policy.churn.cap_days < policy.active.cap_days
-    ):
-        raise sec.error("churn", "floor_days and cap_days must be >= those of lifecycle.active")
-    if policy.churn.multiplier < policy.active.multiplier:
-        raise sec.error("churn.multiplier", "must be >= lifecycle.active.multiplier")
-    sec.finish()
-    return policy
+
+    new_days: int = Field(default=30, ge=0)
+    default_interval_days: float = Field(default=60.0, gt=0)
+    active: ThresholdTable
+    churn: ThresholdTable
+    rule: LifecycleRule = "days"
+
+    @model_validator(mode="after")
+    def _churn_after_active(self) -> Self:
+        active, churn = self.active, self.churn
+        if churn.floor_days < active.floor_days or churn.cap_days < active.cap_days:
+            raise ConfigValueError(
+                "floor_days and cap_days must be >= those of lifecycle.active", "churn"
+            )
+        if churn.multiplier < active.multiplier:
+            raise ConfigValueError("must be >= lifecycle.active.multiplier", "churn", "multiplier")
+        return self
+
+    def build(self) -> LifecyclePolicy:
+        """The policy (feature_store.policy sets ``p_alive_below`` from ``[value]``)."""
+        return LifecyclePolicy(
+            new_days=self.new_days,
+            default_interval_days=self.default_interval_days,
+            active=self.active.build(),
+            churn=self.churn.build(),
+            rule=self.rule,
+        )
 
 
 __all__ = [
@@ -126,6 +147,7 @@ __all__ = [
     "LIFECYCLE_STAGES",
     "LifecyclePolicy",
     "LifecycleRule",
+    "LifecycleTable",
     "Threshold",
-    "parse_lifecycle",
+    "ThresholdTable",
 ]

@@ -2,15 +2,18 @@
 R x FM score map (docs/features.md, "RFM").
 
 :meth:`RfmPolicy.segment` is the pure scalar rule the batch transform
-(feature_store.transforms.rfm) and the online updates share.
+(feature_store.transforms.rfm) and the online updates share. :class:`RfmTable` is the ``[rfm]``
+table of the policy file (feature_store.config_model).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Annotated, Final
 
-from feature_store.policy_toml import PolicySection
+from pydantic import BeforeValidator, Field, field_validator
+
+from feature_store.config_model import ConfigModel, ConfigValueError, Items, Text
 
 #: The standard RFM segment names (docs/features.md shows the default R x FM map).
 RFM_SEGMENTS: Final[tuple[str, ...]] = (
@@ -78,54 +81,76 @@ class RfmPolicy:
         return self.segment_grid[(r_score - 1) * SCORE_LEVELS + fm - 1]
 
 
-def _score_list(sec: PolicySection, key: str) -> tuple[int, ...]:
-    value = sec.raw(key) if sec.has(key) else None
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if (
-        not isinstance(value, list)
-        or not value
-        or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= SCORE_LEVELS for v in value
-        )
-    ):
-        raise sec.error(
-            key, f"must be a score or list of scores from 1 to {SCORE_LEVELS}, got {value!r}"
-        )
-    return tuple(sorted(set(value)))
+def _one_or_more(value: object) -> object:
+    """A single score stands for a list of one."""
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def parse_rfm(sec: PolicySection) -> RfmPolicy:
+#: A score or a list of scores from 1 to SCORE_LEVELS.
+Scores = Annotated[
+    Items[Annotated[int, Field(ge=1, le=SCORE_LEVELS)]],
+    Field(min_length=1),
+    BeforeValidator(_one_or_more),
+]
+
+
+class RfmSegmentTable(ConfigModel):
+    """A ``[[rfm.segments]]`` table: the cells (r, fm) of a named segment."""
+
+    name: Text
+    r: Scores
+    fm: Scores
+
+    def build(self) -> RfmSegmentRule:
+        return RfmSegmentRule(
+            name=self.name, r=tuple(sorted(set(self.r))), fm=tuple(sorted(set(self.fm)))
+        )
+
+
+class RfmTable(ConfigModel):
     """The ``[rfm]`` table; every (r, fm) cell must belong to exactly one segment."""
-    window_days = sec.integer("window_days", 365, minimum=1)
-    rules: list[RfmSegmentRule] = []
-    owner: dict[tuple[int, int], str] = {}
-    for s in sec.table_list("segments"):
-        name = s.string("name")
-        if name in {r.name for r in rules}:
-            raise s.error("name", f"segment {name!r} is defined twice")
-        rule = RfmSegmentRule(name=name, r=_score_list(s, "r"), fm=_score_list(s, "fm"))
-        s.finish()
-        for r in rule.r:
-            for fm in rule.fm:
-                if (r, fm) in owner:
-                    raise s.error(
-                        "", f"segment {name!r} overlaps {owner[r, fm]!r} at r={r}, fm={fm}"
-                    )
-                owner[r, fm] = name
-        rules.append(rule)
-    missing = [
-        f"r={r},fm={fm}"
-        for r in range(1, SCORE_LEVELS + 1)
-        for fm in range(1, SCORE_LEVELS + 1)
-        if (r, fm) not in owner
-    ]
-    if missing:
-        raise sec.error(
-            "segments", f"the R x FM map leaves cells without a segment: {', '.join(missing)}"
+
+    window_days: int = Field(default=365, ge=1)
+    segments: Items[RfmSegmentTable]
+
+    @field_validator("segments")
+    @classmethod
+    def _cover_the_map(cls, segments: tuple[RfmSegmentTable, ...]) -> tuple[RfmSegmentTable, ...]:
+        owner: dict[tuple[int, int], str] = {}
+        for i, segment in enumerate(segments):
+            if any(segment.name == other.name for other in segments[:i]):
+                raise ConfigValueError(f"segment {segment.name!r} is defined twice", i, "name")
+            for r in sorted(set(segment.r)):
+                for fm in sorted(set(segment.fm)):
+                    if (r, fm) in owner:
+                        raise ConfigValueError(
+                            f"segment {segment.name!r} overlaps {owner[r, fm]!r} at r={r}, fm={fm}",
+                            i,
+                        )
+                    owner[r, fm] = segment.name
+        missing = [
+            f"r={r},fm={fm}"
+            for r in range(1, SCORE_LEVELS + 1)
+            for fm in range(1, SCORE_LEVELS + 1)
+            if (r, fm) not in owner
+        ]
+        if missing:
+            raise ConfigValueError(
+                f"the R x FM map leaves cells without a segment: {', '.join(missing)}"
+            )
+        return segments
+
+    def build(self) -> RfmPolicy:
+        return RfmPolicy(
+            window_days=self.window_days, segments=tuple(s.build() for s in self.segments)
         )
-    sec.finish()
-    return RfmPolicy(window_days=window_days, segments=tuple(rules))
 
 
-__all__ = ["RFM_SEGMENTS", "SCORE_LEVELS", "RfmPolicy", "RfmSegmentRule", "parse_rfm"]
+__all__ = [
+    "RFM_SEGMENTS",
+    "SCORE_LEVELS",
+    "RfmPolicy",
+    "RfmSegmentRule",
+    "RfmSegmentTable",
+    "RfmTable",
+]

@@ -3,23 +3,25 @@
 
 A rule's conditions are ``feature op value``; :data:`TAG_FEATURES` lists the member features a
 rule may test and :data:`OPERATORS_BY_KIND` the operators each kind of feature allows. Values are
-checked against the policy's own tiers, lifecycle stages and RFM segments while reading.
-feature_store.transforms.tags evaluates the rules.
+checked against the policy's own tiers, lifecycle stages and RFM segments while reading
+(:class:`TagRuleTable` is a ``[[tags]]`` table of the policy file, :func:`build_tags` checks the
+names). feature_store.transforms.tags evaluates the rules.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from typing import Final
+from typing import Any, Final, Self
 
-from feature_store.errors import ConfigError
+from pydantic import Field, field_validator, model_validator
+
+from feature_store.config_model import ConfigModel, ConfigValueError, Items, Loc, Text
 from feature_store.policy_lifecycle import LIFECYCLE_STAGES
 from feature_store.policy_rfm import RfmPolicy
 from feature_store.policy_tiers import TierPolicy
-from feature_store.policy_toml import PolicySection
 
 
 class FeatureKind(StrEnum):
@@ -108,101 +110,155 @@ class TagRule:
         return self.all + self.any
 
 
-def parse_tags(
-    path: Path, sections: list[PolicySection], tiers: TierPolicy, rfm: RfmPolicy
+#: The allowed values of the features whose values are names: the policy's tiers, the
+#: lifecycle stages and its RFM segments.
+NameChoices = Mapping[FeatureKind, tuple[str, ...]]
+
+
+class ConditionTable(ConfigModel):
+    """One ``{feature, op, value}`` of a rule's ``all`` or ``any``."""
+
+    feature: Text
+    op: Text
+    value: Any
+    category: Text | None = None
+
+    @field_validator("feature")
+    @classmethod
+    def _known_feature(cls, feature: str) -> str:
+        if feature not in TAG_FEATURES:
+            raise ValueError(
+                f"unknown feature {feature!r}; known: {', '.join(sorted(TAG_FEATURES))}"
+            )
+        return feature
+
+    @model_validator(mode="after")
+    def _fits_the_feature(self) -> Self:
+        kind = TAG_FEATURES[self.feature]
+        allowed = OPERATORS_BY_KIND[kind]
+        if self.op not in allowed:
+            raise ConfigValueError(
+                f"operator {self.op!r} cannot be used with {self.feature!r}; "
+                f"use one of {', '.join(allowed)}",
+                "op",
+            )
+        if kind is FeatureKind.CATEGORY_SHARE and self.category is None:
+            raise ConfigValueError("missing required string", "category")
+        if kind is not FeatureKind.CATEGORY_SHARE and self.category is not None:
+            raise ConfigValueError(
+                "unknown key (only the category_share feature takes one)", "category"
+            )
+        self.build({FeatureKind.LIFECYCLE: LIFECYCLE_STAGES})
+        return self
+
+    def build(self, choices: NameChoices) -> Condition:
+        """The condition; ConfigValueError (at ``value``) when the value does not fit the
+        feature."""
+        kind = TAG_FEATURES[self.feature]
+        value = _condition_value(self.value, kind, self.op, choices.get(kind))
+        return Condition(feature=self.feature, op=self.op, value=value, category=self.category)
+
+
+class TagRuleTable(ConfigModel):
+    """A ``[[tags]]`` table."""
+
+    name: Text
+    description: Text = "-"
+    all: Items[ConditionTable] = Field(default=(), min_length=1)
+    any: Items[ConditionTable] = Field(default=(), min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _named(cls, data: Any) -> Any:
+        """Errors name a rule by its name (``tags[vip_coffee]``), so it must have one."""
+        if isinstance(data, dict):
+            name = data.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError("every tag rule needs a non-empty string 'name'")
+        return data
+
+    @model_validator(mode="after")
+    def _has_conditions(self) -> Self:
+        if not self.all and not self.any:
+            raise ValueError("needs at least one condition in 'all' or 'any'")
+        return self
+
+    def build(self, choices: NameChoices) -> TagRule:
+        groups: dict[str, tuple[Condition, ...]] = {}
+        for group, conditions in (("all", self.all), ("any", self.any)):
+            built = []
+            for i, condition in enumerate(conditions):
+                try:
+                    built.append(condition.build(choices))
+                except ConfigValueError as exc:
+                    raise exc.under(group, i) from None
+            groups[group] = tuple(built)
+        return TagRule(
+            name=self.name, description=self.description, all=groups["all"], any=groups["any"]
+        )
+
+
+def build_tags(
+    rules: tuple[TagRuleTable, ...], tiers: TierPolicy, rfm: RfmPolicy
 ) -> tuple[TagRule, ...]:
-    """The ``[[tags]]`` tables; errors name the rule (``tags[vip_coffee]``), not its position."""
-    rules: list[TagRule] = []
-    for i, sec in enumerate(sections):
-        name = sec.data.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"{path}: tags[{i}]: every tag rule needs a non-empty string 'name'")
-        # from here on errors name the rule, not its position
-        rule_sec = sec.child(f"tags[{name}]", sec.data)
-        rule_sec.used.add("name")
-        if name in {r.name for r in rules}:
-            raise rule_sec.error("name", "tag rule defined twice")
-        description = rule_sec.string("description", "-")
-        all_conds = _parse_conditions(rule_sec, "all", tiers, rfm)
-        any_conds = _parse_conditions(rule_sec, "any", tiers, rfm)
-        rule_sec.finish()
-        if not all_conds and not any_conds:
-            raise rule_sec.error("", "needs at least one condition in 'all' or 'any'")
-        rules.append(TagRule(name=name, description=description, all=all_conds, any=any_conds))
-    return tuple(rules)
-
-
-def _parse_conditions(
-    sec: PolicySection, key: str, tiers: TierPolicy, rfm: RfmPolicy
-) -> tuple[Condition, ...]:
-    if not sec.has(key):
-        return ()
-    value = sec.raw(key)
-    if not isinstance(value, list) or not value:
-        raise sec.error(key, "must be a non-empty array of {feature, op, value} tables")
-    return tuple(
-        _parse_condition(sec.child(f"{sec.where(key)}[{i}]", c), tiers, rfm)
-        for i, c in enumerate(value)
-    )
-
-
-def _parse_condition(sec: PolicySection, tiers: TierPolicy, rfm: RfmPolicy) -> Condition:
-    feature = sec.string("feature")
-    if feature not in TAG_FEATURES:
-        raise sec.error(
-            "feature", f"unknown feature {feature!r}; known: {', '.join(sorted(TAG_FEATURES))}"
-        )
-    kind = TAG_FEATURES[feature]
-    op = sec.string("op")
-    allowed = OPERATORS_BY_KIND[kind]
-    if op not in allowed:
-        raise sec.error(
-            "op",
-            f"operator {op!r} cannot be used with {feature!r}; use one of {', '.join(allowed)}",
-        )
-    category: str | None = None
-    if kind is FeatureKind.CATEGORY_SHARE:
-        category = sec.string("category")
-    if not sec.has("value"):
-        raise sec.error("value", "missing")
-    value = _condition_value(sec, sec.raw("value"), kind, op, tiers, rfm)
-    sec.finish()
-    return Condition(feature=feature, op=op, value=value, category=category)
-
-
-def _condition_value(
-    sec: PolicySection, raw: object, kind: FeatureKind, op: str, tiers: TierPolicy, rfm: RfmPolicy
-) -> ConditionValue:
-    if op in ("in", "not_in"):
-        if not isinstance(raw, list) or not raw:
-            raise sec.error("value", f"operator {op!r} needs a non-empty list, got {raw!r}")
-        items = [_scalar_value(sec, v, kind, tiers, rfm) for v in raw]
-        if kind is FeatureKind.NUMBER:
-            return tuple(float(v) for v in items)
-        return tuple(str(v) for v in items)
-    return _scalar_value(sec, raw, kind, tiers, rfm)
-
-
-def _scalar_value(
-    sec: PolicySection, raw: object, kind: FeatureKind, tiers: TierPolicy, rfm: RfmPolicy
-) -> float | bool | str:
-    if kind in (FeatureKind.NUMBER, FeatureKind.CATEGORY_SHARE):
-        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-            raise sec.error("value", f"must be a number, got {raw!r}")
-        return float(raw)
-    if kind is FeatureKind.BOOL:
-        if not isinstance(raw, bool):
-            raise sec.error("value", f"must be true or false, got {raw!r}")
-        return raw
-    if not isinstance(raw, str) or not raw:
-        raise sec.error("value", f"must be a non-empty string, got {raw!r}")
-    choices: tuple[str, ...] | None = {
+    """The tag rules, their values checked against the policy's own tiers, lifecycle stages
+    and RFM segments; ConfigValueError below ``tags`` for the first that does not fit."""
+    choices: NameChoices = {
         FeatureKind.TIER: tiers.names,
         FeatureKind.LIFECYCLE: LIFECYCLE_STAGES,
         FeatureKind.SEGMENT: rfm.segment_names,
-    }.get(kind)
+    }
+    out: list[TagRule] = []
+    for i, rule in enumerate(rules):
+        if any(rule.name == other.name for other in out):
+            raise ConfigValueError("tag rule defined twice", "tags", i, "name")
+        try:
+            out.append(rule.build(choices))
+        except ConfigValueError as exc:
+            raise exc.under("tags", i) from None
+    return tuple(out)
+
+
+def tag_labels(data: Mapping[str, object]) -> dict[Loc, str]:
+    """How errors name the ``[[tags]]`` of parsed policy TOML: by name, not by position."""
+    rules = data.get("tags")
+    if not isinstance(rules, list):
+        return {}
+    return {
+        ("tags", i): f"tags[{rule['name']}]"
+        for i, rule in enumerate(rules)
+        if isinstance(rule, dict) and isinstance(rule.get("name"), str) and rule["name"].strip()
+    }
+
+
+def _condition_value(
+    raw: object, kind: FeatureKind, op: str, choices: tuple[str, ...] | None
+) -> ConditionValue:
+    if op in ("in", "not_in"):
+        if not isinstance(raw, list) or not raw:
+            raise ConfigValueError(f"operator {op!r} needs a non-empty list, got {raw!r}", "value")
+        items = [_scalar_value(v, kind, choices) for v in raw]
+        if kind is FeatureKind.NUMBER:
+            return tuple(float(v) for v in items)
+        return tuple(str(v) for v in items)
+    return _scalar_value(raw, kind, choices)
+
+
+def _scalar_value(
+    raw: object, kind: FeatureKind, choices: tuple[str, ...] | None
+) -> float | bool | str:
+    if kind in (FeatureKind.NUMBER, FeatureKind.CATEGORY_SHARE):
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+            raise ConfigValueError(f"must be a number, got {raw!r}", "value")
+        return float(raw)
+    if kind is FeatureKind.BOOL:
+        if not isinstance(raw, bool):
+            raise ConfigValueError(f"must be true or false, got {raw!r}", "value")
+        return raw
+    if not isinstance(raw, str) or not raw:
+        raise ConfigValueError(f"must be a non-empty string, got {raw!r}", "value")
     if choices is not None and raw not in choices:
-        raise sec.error("value", f"{raw!r} is not one of {', '.join(choices)}")
+        raise ConfigValueError(f"{raw!r} is not one of {', '.join(choices)}", "value")
     return raw
 
 
@@ -210,8 +266,11 @@ __all__ = [
     "OPERATORS_BY_KIND",
     "TAG_FEATURES",
     "Condition",
+    "ConditionTable",
     "ConditionValue",
     "FeatureKind",
     "TagRule",
-    "parse_tags",
+    "TagRuleTable",
+    "build_tags",
+    "tag_labels",
 ]

@@ -3,6 +3,7 @@ when members move up or down it (docs/features.md, "Tiers").
 
 :meth:`TierPolicy.qualifying_tier` and :meth:`TierPolicy.growth_points` are the pure scalar rules
 the batch transforms (feature_store.transforms.tiers) and the online updates share.
+:class:`TiersTable` is the ``[tiers]`` table of the policy file (feature_store.config_model).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
-from feature_store.policy_toml import PolicySection
+from pydantic import Field, field_validator
+
+from feature_store.config_model import ConfigModel, ConfigValueError, Items, Text
 
 Match = Literal["all", "any"]
 
@@ -130,48 +133,71 @@ class TierPolicy:
             k += 1
 
 
-def parse_tiers(sec: PolicySection) -> TierPolicy:
-    """The ``[tiers]`` table: ``[[tiers.levels]]`` lowest first, then the movement rules."""
-    levels: list[TierLevel] = []
-    for lv in sec.table_list("levels"):
-        name = lv.string("name")
-        if name in {level.name for level in levels}:
-            raise lv.error("name", f"tier {name!r} is defined twice")
-        level = TierLevel(
-            name=name,
-            min_spend=lv.optional_number("min_spend", minimum=0),
-            min_orders=lv.optional_integer("min_orders", minimum=0),
-            min_growth_points=lv.optional_number("min_growth_points", minimum=0),
-            match="all" if lv.string("match", "all", choices=("all", "any")) == "all" else "any",
+class TierLevelTable(ConfigModel):
+    """A ``[[tiers.levels]]`` table."""
+
+    name: Text
+    min_spend: float | None = Field(default=None, ge=0)
+    min_orders: int | None = Field(default=None, ge=0)
+    min_growth_points: float | None = Field(default=None, ge=0)
+    match: Match = "all"
+
+    def build(self) -> TierLevel:
+        return TierLevel(
+            name=self.name,
+            min_spend=self.min_spend,
+            min_orders=self.min_orders,
+            min_growth_points=self.min_growth_points,
+            match=self.match,
         )
-        lv.finish()
-        if not levels and not level.is_base:
-            raise lv.error(
-                "", f"the lowest tier {name!r} must have no thresholds (everyone qualifies)"
-            )
-        if levels and level.is_base:
-            raise lv.error(
-                "", f"tier {name!r} needs at least one of min_spend, min_orders, min_growth_points"
-            )
-        levels.append(level)
-    if len(levels) < 1:
-        raise sec.error("levels", "needs at least one tier")
-    policy = TierPolicy(
-        levels=tuple(levels),
-        window_days=sec.integer("window_days", 365, minimum=1),
-        evaluation_period=EvaluationPeriod(
-            sec.string(
-                "evaluation_period", "yearly", choices=tuple(p.value for p in EvaluationPeriod)
-            )
-        ),
-        period_start_month=sec.integer("period_start_month", 1, minimum=1, maximum=12),
-        protection_days=sec.integer("protection_days", 365, minimum=0),
-        max_downgrade_steps=sec.integer("max_downgrade_steps", 1, minimum=0),
-        points_per_currency=sec.number("points_per_currency", 1.0, minimum=0),
-        points_per_order=sec.number("points_per_order", 0.0, minimum=0),
-    )
-    sec.finish()
-    return policy
 
 
-__all__ = ["EvaluationPeriod", "Match", "TierLevel", "TierPolicy", "parse_tiers"]
+class TiersTable(ConfigModel):
+    """The ``[tiers]`` table: ``[[tiers.levels]]`` lowest first, then the movement rules."""
+
+    levels: Items[TierLevelTable] = Field(min_length=1)
+    window_days: int = Field(default=365, ge=1)
+    evaluation_period: Literal["monthly", "quarterly", "yearly"] = "yearly"
+    period_start_month: int = Field(default=1, ge=1, le=12)
+    protection_days: int = Field(default=365, ge=0)
+    max_downgrade_steps: int = Field(default=1, ge=0)
+    points_per_currency: float = Field(default=1.0, ge=0)
+    points_per_order: float = Field(default=0.0, ge=0)
+
+    @field_validator("levels")
+    @classmethod
+    def _a_ladder(cls, levels: tuple[TierLevelTable, ...]) -> tuple[TierLevelTable, ...]:
+        """Names are unique; the lowest tier has no thresholds, every other tier has one."""
+        seen: set[str] = set()
+        for i, table in enumerate(levels):
+            level = table.build()
+            if level.name in seen:
+                raise ConfigValueError(f"tier {level.name!r} is defined twice", i, "name")
+            seen.add(level.name)
+            if i == 0 and not level.is_base:
+                raise ConfigValueError(
+                    f"the lowest tier {level.name!r} must have no thresholds (everyone qualifies)",
+                    i,
+                )
+            if i > 0 and level.is_base:
+                raise ConfigValueError(
+                    f"tier {level.name!r} needs at least one of min_spend, min_orders, "
+                    "min_growth_points",
+                    i,
+                )
+        return levels
+
+    def build(self) -> TierPolicy:
+        return TierPolicy(
+            levels=tuple(level.build() for level in self.levels),
+            window_days=self.window_days,
+            evaluation_period=EvaluationPeriod(self.evaluation_period),
+            period_start_month=self.period_start_month,
+            protection_days=self.protection_days,
+            max_downgrade_steps=self.max_downgrade_steps,
+            points_per_currency=self.points_per_currency,
+            points_per_order=self.points_per_order,
+        )
+
+
+__all__ = ["EvaluationPeriod", "Match", "TierLevel", "TierLevelTable", "TierPolicy", "TiersTable"]

@@ -5,7 +5,8 @@ day are fitted (feature_store.value) and each member gets ``p_alive``, ``expecte
 ``expected_spend_90d`` and ``clv``. This section says over how many months the lifetime value
 runs, at which monthly discount rate, and below which ``p_alive`` a member counts as slipping
 away (the early-warning list, and the lifecycle stage ``at_risk`` when ``[lifecycle] rule =
-"p_alive"``). docs/features.md explains each key in a marketer's words.
+"p_alive"``). docs/features.md explains each key in a marketer's words; :class:`ValueTable` is
+the ``[value]`` table of the policy file (feature_store.config_model).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from feature_store.policy_toml import PolicySection
+from pydantic import Field, field_validator
+
+from feature_store.config_model import ConfigModel
 
 #: The horizon of ``expected_orders_90d`` and ``expected_spend_90d`` (their names say it).
 EXPECTED_HORIZON_DAYS: Final[int] = 90
@@ -36,29 +39,30 @@ class ValuePolicy:
     fit_sample: int = 300_000
 
 
-def parse_value(sec: PolicySection | None) -> ValuePolicy:
-    """The optional ``[value]`` table (absent: the defaults)."""
-    if sec is None:
-        return ValuePolicy()
-    default = ValuePolicy()
-    enabled = sec.raw("enabled") if sec.has("enabled") else default.enabled
-    if not isinstance(enabled, bool):
-        raise sec.error("enabled", f"must be true or false, got {enabled!r}")
-    policy = ValuePolicy(
-        enabled=enabled,
-        clv_months=sec.integer("clv_months", default.clv_months, minimum=1, maximum=120),
-        monthly_discount=sec.number("monthly_discount", default.monthly_discount, minimum=0),
-        at_risk_below=sec.number("at_risk_below", default.at_risk_below, above=0),
-        fit_sample=sec.integer("fit_sample", default.fit_sample, minimum=0),
-    )
-    if policy.monthly_discount >= 1:
-        raise sec.error("monthly_discount", f"must be < 1, got {policy.monthly_discount!r}")
-    if policy.at_risk_below >= 1:
-        raise sec.error("at_risk_below", f"must be < 1, got {policy.at_risk_below!r}")
-    if 0 < policy.fit_sample < 1_000:
-        raise sec.error("fit_sample", f"must be 0 (all) or >= 1000, got {policy.fit_sample}")
-    sec.finish()
-    return policy
+class ValueTable(ConfigModel):
+    """The optional ``[value]`` table (absent: the defaults of :class:`ValuePolicy`)."""
+
+    enabled: bool = True
+    clv_months: int = Field(default=12, ge=1, le=120)
+    monthly_discount: float = Field(default=0.01, ge=0, lt=1)
+    at_risk_below: float = Field(default=0.5, gt=0, lt=1)
+    fit_sample: int = Field(default=300_000, ge=0)
+
+    @field_validator("fit_sample")
+    @classmethod
+    def _all_or_enough(cls, value: int) -> int:
+        if 0 < value < 1_000:
+            raise ValueError(f"must be 0 (all) or >= 1000, got {value}")
+        return value
+
+    def build(self) -> ValuePolicy:
+        return ValuePolicy(
+            enabled=self.enabled,
+            clv_months=self.clv_months,
+            monthly_discount=self.monthly_discount,
+            at_risk_below=self.at_risk_below,
+            fit_sample=self.fit_sample,
+        )
 
 
-__all__ = ["EXPECTED_HORIZON_DAYS", "ValuePolicy", "parse_value"]
+__all__ = ["EXPECTED_HORIZON_DAYS", "ValuePolicy", "ValueTable"]

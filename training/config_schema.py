@@ -1,7 +1,8 @@
 """The training configuration's values: frozen dataclasses with their defaults.
 
-Read from TOML and checked by training.config (:func:`training.config.load_config`), which
-re-exports every name of this module; docs/evaluation.md describes the evaluation keys.
+Read from TOML by training.config (:func:`training.config.load_config`; the file's tables are
+checked by the pydantic models of training.config_toml), which re-exports every name of this
+module; docs/evaluation.md describes the evaluation keys.
 :meth:`TrainConfig.params` flattens everything (every weight included) into the dotted names
 logged to MLflow.
 """
@@ -14,14 +15,18 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 from engine.blend import BlendWeights
 from engine.interactions import InteractionWeights, QuantityTransform
 from engine.models.base import ParamValue
 
-WEIGHTINGS: Final[tuple[str, ...]] = ("weighted", "binary")
-INDEX_KINDS: Final[tuple[str, ...]] = ("auto", "exact", "hnsw", "none")
+#: How a baseline's training lines are weighted.
+Weighting = Literal["weighted", "binary"]
+WEIGHTINGS: Final[tuple[str, ...]] = get_args(Weighting)
+#: The nearest-neighbour index of the bundle's member and item vectors.
+IndexKind = Literal["auto", "exact", "hnsw", "none"]
+INDEX_KINDS: Final[tuple[str, ...]] = get_args(IndexKind)
 #: Model kinds whose export has member and item vectors (what the blend needs).
 VECTOR_KINDS: Final[tuple[str, ...]] = ("als", "bpr", "lightfm", "ease", "personal_knn")
 

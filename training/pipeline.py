@@ -31,8 +31,7 @@ import numpy.typing as npt
 
 from engine.blend import Blender
 from engine.blend_precompute import precompute
-from engine.ranking.catalog import ItemCatalog
-from engine.ranking.catalog import catalog_from_attributes
+from engine.ranking.catalog import ItemCatalog, catalog_from_attributes
 from feature_store.dataset import Dataset
 from feature_store.policy import load_policy
 from feature_store.toml_table import read_toml

@@ -21,8 +21,9 @@ A *search space* names config keys (dotted, as in the training TOML) and how to 
 Without a space file :func:`default_space` searches the model's main hyperparameters and the
 interaction and blend weights. The split, the evaluation, the features and tracking cannot be
 searched (:data:`FROZEN_SECTIONS`): every trial is evaluated on the same split, so trials (and
-the result) compare. :func:`trial_config` writes the sampled values into the parsed TOML and
-checks it with the config parser, so a bad value fails naming the key.
+the result) compare. A space file is checked by :class:`SpaceFile` (see
+feature_store.config_model). :func:`trial_config` writes the sampled values into the parsed
+TOML and checks it with the config parser, so a bad value fails naming the key.
 """
 
 from __future__ import annotations
@@ -34,16 +35,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, Self, get_args
 
 import tomli_w
+from pydantic import Field, PlainValidator, field_validator, model_validator
 
+from feature_store.config_model import ConfigModel, ConfigValueError, Items, validate
+from feature_store.config_model import Scalar as CheckedScalar
 from feature_store.toml_table import read_toml
 from training.config import ConfigError, TrainConfig, load_config, parse_config
 
 #: Config sections a search may not touch (they define what trials are compared on).
 FROZEN_SECTIONS: Final[tuple[str, ...]] = ("split", "evaluation", "features", "tracking", "name")
-KINDS: Final[tuple[str, ...]] = ("int", "float", "categorical")
+#: How a key is sampled.
+ParamKind = Literal["int", "float", "categorical"]
+KINDS: Final[tuple[str, ...]] = get_args(ParamKind)
 
 Scalar = int | float | str | bool
 
@@ -120,76 +126,92 @@ def default_space(model_kind: str) -> tuple[SearchParam, ...]:
 
 def load_space(path: Path) -> tuple[SearchParam, ...]:
     """Read a search space TOML (see the module docstring); errors name file and key."""
-    data, _ = read_toml(path, "search space", ConfigError)
-    unknown = sorted(set(data) - {"params"})
-    if unknown:
-        raise ConfigError(f'{path}: unknown key(s) {", ".join(unknown)}; expected [params."..."]')
-    params = data.get("params")
-    if not isinstance(params, dict) or not params:
-        raise ConfigError(f'{path}: no [params."<config key>"] tables: nothing to search')
-    return tuple(_search_param(path, key, spec) for key, spec in params.items())
+    data, _ = read_toml(path, "search space")
+    return validate(SpaceFile, data, path).build()
 
 
-def _search_param(path: Path, key: str, spec: object) -> SearchParam:
-    where = f"{path}: params.{key!r}"
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{where}: expected a table with type = int | float | categorical")
-    _check_key(key, where)
-    allowed = {"type", "low", "high", "step", "log", "choices"}
-    unknown = sorted(set(spec) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    kind = spec.get("type")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: type is {kind!r}; use one of {', '.join(KINDS)}")
-    if kind == "categorical":
-        choices = spec.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise ConfigError(f"{where}: categorical needs a non-empty list 'choices'")
-        if not all(isinstance(c, int | float | str | bool) for c in choices):
-            raise ConfigError(f"{where}: choices must be numbers, strings or booleans")
-        return SearchParam(key, kind, choices=tuple(choices))
-    low = _number(spec, "low", where)
-    high = _number(spec, "high", where)
-    if low is None or high is None:
-        raise ConfigError(f"{where}: {kind} needs numbers low and high")
-    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
-        raise ConfigError(f"{where}: needs finite low <= high, got [{low}, {high}]")
-    log = spec.get("log", False)
-    if not isinstance(log, bool):
-        raise ConfigError(f"{where}: log must be true or false")
-    if log and low <= 0:
-        raise ConfigError(f"{where}: a log scale needs low > 0, got {low}")
-    step = _number(spec, "step", where)
-    if kind == "int":
-        if not all(isinstance(spec.get(name, 1), int) for name in ("low", "high", "step")):
-            raise ConfigError(f"{where}: an int parameter needs integer low, high and step")
-        if step is not None and step < 1:
-            raise ConfigError(f"{where}: step must be >= 1")
-    elif step is not None and step <= 0:
-        raise ConfigError(f"{where}: step must be > 0")
-    if log and step is not None and step != 1:
-        raise ConfigError(f"{where}: a log scale cannot have a step")
-    return SearchParam(key, kind, low, high, step, log)
-
-
-def _number(spec: Mapping[str, object], name: str, where: str) -> float | None:
-    value = spec.get(name)
-    if value is None:
-        return None
+def _bound(value: object) -> int | float:
+    """A bound or step as written (an int parameter needs integers)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}: {name} must be a number, got {value!r}")
-    return float(value)
+        raise ValueError(f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return value
 
 
-def _check_key(key: str, where: str) -> None:
+Bound = Annotated[int | float, PlainValidator(_bound)]
+
+
+class SearchParamTable(ConfigModel):
+    """A ``[params."<config key>"]`` table."""
+
+    type: ParamKind
+    low: Bound | None = None
+    high: Bound | None = None
+    step: Bound | None = None
+    log: bool = False
+    choices: Items[CheckedScalar] | None = None
+
+    @model_validator(mode="after")
+    def _a_range_or_choices(self) -> Self:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ConfigValueError("categorical needs a non-empty list 'choices'", "choices")
+            return self
+        low, high, step = self.low, self.high, self.step
+        if low is None or high is None:
+            raise ConfigValueError(f"{self.type} needs numbers low and high")
+        if low > high:
+            raise ConfigValueError(f"needs finite low <= high, got [{low}, {high}]")
+        if self.log and low <= 0:
+            raise ConfigValueError(f"a log scale needs low > 0, got {low}", "low")
+        if self.type == "int":
+            if not all(isinstance(v, int) for v in (low, high, 1 if step is None else step)):
+                raise ConfigValueError("an int parameter needs integer low, high and step")
+            if step is not None and step < 1:
+                raise ConfigValueError("must be >= 1", "step")
+        elif step is not None and step <= 0:
+            raise ConfigValueError("must be > 0", "step")
+        if self.log and step is not None and step != 1:
+            raise ConfigValueError("a log scale cannot have a step", "step")
+        return self
+
+    def build(self, key: str) -> SearchParam:
+        if self.type == "categorical":
+            return SearchParam(key, self.type, choices=tuple(self.choices or ()))
+        step = None if self.step is None else float(self.step)
+        return SearchParam(
+            key, self.type, float(self.low or 0), float(self.high or 0), step, self.log
+        )
+
+
+class SpaceFile(ConfigModel):
+    """A search space file: one ``[params."<config key>"]`` table per searched key."""
+
+    params: dict[str, SearchParamTable] = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("params")
+    @classmethod
+    def _searchable(cls, params: dict[str, SearchParamTable]) -> dict[str, SearchParamTable]:
+        if not params:
+            raise ValueError('no [params."<config key>"] tables: nothing to search')
+        for key in params:
+            _check_key(key)
+        return params
+
+    def build(self) -> tuple[SearchParam, ...]:
+        return tuple(table.build(key) for key, table in self.params.items())
+
+
+def _check_key(key: str) -> None:
     parts = key.split(".")
     if not all(parts):
-        raise ConfigError(f"{where}: {key!r} is not a dotted config key like model.params.factors")
+        raise ConfigValueError(f"{key!r} is not a dotted config key like model.params.factors", key)
     if parts[0] in FROZEN_SECTIONS:
-        raise ConfigError(
-            f"{where}: {parts[0]}.* cannot be searched: every trial must be evaluated on the "
-            "same split and metric"
+        raise ConfigValueError(
+            f"{parts[0]}.* cannot be searched: every trial must be evaluated on the same split "
+            "and metric",
+            key,
         )
 
 

@@ -6,22 +6,30 @@ Also the helpers other feature tests use to write policies (default text with ed
 from __future__ import annotations
 
 import hashlib
+import tomllib
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
+from typing import get_args
 
 import pytest
+import tomli_w
 
 from feature_store.errors import ConfigError
 from feature_store.policy import (
     DEFAULT_POLICY_PATH,
     EvaluationPeriod,
     FeaturePolicy,
+    ItemPolicy,
     LifecyclePolicy,
+    PolicyFile,
     Threshold,
     TierLevel,
     TierPolicy,
+    ValuePolicy,
     load_policy,
 )
+from feature_store.policy_tiers import TiersTable
 
 DEFAULT_TEXT = DEFAULT_POLICY_PATH.read_text()
 #: The default policy without its tag rules (everything before the first [[tags]]).
@@ -166,7 +174,7 @@ def test_rfm_segment_map() -> None:
         (
             'evaluation_period = "yearly"',
             'evaluation_period = "weekly"',
-            "tiers.evaluation_period: must be one of",
+            "tiers.evaluation_period: 'weekly' is not one of monthly, quarterly, yearly",
         ),
         (
             'name = "regular"\n',
@@ -217,3 +225,130 @@ def test_missing_section_and_bad_toml(tmp_path: Path) -> None:
         load_policy(write_policy(tmp_path, "[tiers\n", "b.toml"))
     with pytest.raises(ConfigError, match=r"nope\.toml: cannot read the feature policy"):
         load_policy(tmp_path / "nope.toml")
+
+
+# -- the policy file's models ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "problem"),
+    [
+        # an unknown key
+        (
+            "points_per_order = 10.0",
+            "points_per_order = 10.0\npoints_per_visit = 1.0",
+            "tiers.points_per_visit",
+            "unknown key (valid keys here: evaluation_period, levels, max_downgrade_steps, "
+            "period_start_month, points_per_currency, points_per_order, protection_days, "
+            "window_days)",
+        ),
+        # a wrong type (TOML values are taken as written: 12.0 is no integer, 1 is no boolean)
+        (
+            "clv_months = 12",
+            'clv_months = "twelve"',
+            "value.clv_months",
+            "must be an integer, got 'twelve'",
+        ),
+        (
+            "min_orders = 12",
+            "min_orders = 12.0",
+            "tiers.levels[3].min_orders",
+            "must be an integer, got 12.0",
+        ),
+        ("enabled = true", "enabled = 1", "value.enabled", "must be true or false, got 1"),
+        (
+            "r = [5]\nfm = [4, 5]",
+            'r = [5]\nfm = [4, "5"]',
+            "rfm.segments[0].fm[1]",
+            "must be an integer, got '5'",
+        ),
+        # a value out of range
+        (
+            "period_start_month = 1",
+            "period_start_month = 13",
+            "tiers.period_start_month",
+            "must be <= 12, got 13",
+        ),
+        (
+            "at_risk_below = 0.5",
+            "at_risk_below = 1.0",
+            "value.at_risk_below",
+            "must be < 1, got 1.0",
+        ),
+        (
+            "r = [5]\nfm = [4, 5]",
+            "r = [5]\nfm = [4, 6]",
+            "rfm.segments[0].fm[1]",
+            "must be <= 5, got 6",
+        ),
+    ],
+)
+def test_a_bad_key_is_named_by_file_and_dotted_path(
+    tmp_path: Path, old: str, new: str, where: str, problem: str
+) -> None:
+    path = write_policy(tmp_path, edited(old, new))
+    with pytest.raises(ConfigError) as err:
+        load_policy(path)
+    assert str(err.value) == f"{path}: {where}: {problem}"
+
+
+def test_every_problem_of_a_file_is_named_on_its_own_line(tmp_path: Path) -> None:
+    text = edited("window_days = 365\n# Growth", "window_days = 0\n# Growth")
+    text = edited("new_days = 30", "new_days = 1.5", text)
+    path = write_policy(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_policy(path)
+    assert str(err.value).splitlines() == [
+        f"{path}: tiers.window_days: must be >= 1, got 0",
+        f"{path}: lifecycle.new_days: must be an integer, got 1.5",
+    ]
+
+
+def test_a_valid_policy_round_trips_through_its_model(tmp_path: Path) -> None:
+    policy = load_policy()
+    checked = PolicyFile.model_validate(tomllib.loads(DEFAULT_TEXT))
+    path = write_policy(tmp_path, tomli_w.dumps(checked.model_dump(exclude_defaults=True)))
+    again = load_policy(path)
+    assert again.source == path
+    assert replace(again, source=policy.source, sha256=policy.sha256) == policy
+
+
+def test_absent_keys_and_tables_take_the_defaults(tmp_path: Path) -> None:
+    minimal = (
+        '[tiers]\n[[tiers.levels]]\nname = "basic"\n[[tiers.levels]]\nname = "plus"\n'
+        "min_spend = 100\n"
+        + DEFAULT_TEXT[DEFAULT_TEXT.index("[rfm]") : DEFAULT_TEXT.index("[lifecycle]")]
+        + "[lifecycle.active]\nmultiplier = 2\nfloor_days = 30\ncap_days = 180\n"
+        + "[lifecycle.churn]\nmultiplier = 4\nfloor_days = 90\ncap_days = 365\n"
+    )
+    policy = load_policy(write_policy(tmp_path, minimal))
+    assert policy.tiers == TierPolicy(
+        levels=(TierLevel("basic"), TierLevel("plus", min_spend=100.0))
+    )
+    assert policy.lifecycle == LifecyclePolicy(
+        new_days=30,
+        default_interval_days=60.0,
+        active=Threshold(2.0, 30.0, 180.0),
+        churn=Threshold(4.0, 90.0, 365.0),
+    )
+    assert policy.items == ItemPolicy()
+    assert policy.value == ValuePolicy()
+    assert policy.tags == ()
+
+
+def test_the_evaluation_periods_of_the_file_are_those_of_the_policy() -> None:
+    choices = get_args(TiersTable.model_fields["evaluation_period"].annotation)
+    assert choices == tuple(period.value for period in EvaluationPeriod)
+
+
+def test_p_alive_takes_its_limit_from_the_value_model(tmp_path: Path) -> None:
+    text = edited('rule = "days"', 'rule = "p_alive"')
+    policy = load_policy(
+        write_policy(tmp_path, edited("at_risk_below = 0.5", "at_risk_below = 0.3", text))
+    )
+    assert (policy.lifecycle.rule, policy.lifecycle.p_alive_below) == ("p_alive", 0.3)
+    off = write_policy(tmp_path, edited("enabled = true", "enabled = false", text), "off.toml")
+    with pytest.raises(
+        ConfigError, match=r'off\.toml: lifecycle\.rule: "p_alive" needs the value model'
+    ):
+        load_policy(off)

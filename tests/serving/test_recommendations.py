@@ -138,7 +138,8 @@ def test_exclude_list_removes_items_and_the_fill_takes_their_place(service: Serv
         "/v1/members/m_tea/recommendations?k=4&exclude=tea1,cof1,not-an-item&k=4",
         Role.STOREFRONT,
     )
-    assert routed.status_code == 200 and ids(routed.json()) == ids(body)
+    assert routed.status_code == 200
+    assert ids(routed.json()) == ids(body)
 
 
 def test_promotion_gets_its_share_of_the_slots(service: Service) -> None:

@@ -71,7 +71,10 @@ def test_space_file_is_read(tmp_path: Path) -> None:
             '[params."evaluation.ks"]\ntype = "int"\nlow = 1\nhigh = 2',
             "evaluation.* cannot be searched",
         ),
-        ('[params."blend.trending"]\ntype = "normal"', "type is 'normal'"),
+        (
+            '[params."blend.trending"]\ntype = "normal"',
+            "params.\"blend.trending\".type: 'normal' is not one of int, float, categorical",
+        ),
         ('[params."blend.trending"]\ntype = "float"\nlow = 2.0\nhigh = 1.0', "low <= high"),
         (
             '[params."blend.trending"]\ntype = "float"\nlow = 0.0\nhigh = 1.0\nlog = true',
@@ -83,10 +86,10 @@ def test_space_file_is_read(tmp_path: Path) -> None:
         ),
         (
             '[params."blend.trending"]\ntype = "float"\nlow = 0\nhigh = 1\nspread = 2',
-            "unknown key(s) spread",
+            'params."blend.trending".spread: unknown key',
         ),
         ('[params."blend.trending"]\ntype = "categorical"', "non-empty list 'choices'"),
-        ("[other]\nx = 1", "unknown key(s) other"),
+        ("[other]\nx = 1", "other: unknown key (valid keys here: params)"),
         ("", "nothing to search"),
     ],
 )
