@@ -58,6 +58,18 @@ FloatArray = npt.NDArray[np.float32]
 _NONE = np.zeros(0, np.int64)
 
 
+def _fill_free(request: Request) -> bool:
+    """Whether the blend's list of a bundle row can decide the request by the vectorized rules
+    alone: no category, exclude list, promotion or purchases since the snapshot (bought items
+    are already out of an ``exclude`` ranking)."""
+    return (
+        request.category is None
+        and request.exclude.size == 0
+        and request.promotion is None
+        and request.recent_items.size == 0
+    )
+
+
 class Ranker:
     """The kernel over one model: its blend, its item catalogue and (optionally) the precomputed
     candidate lists; ``share`` sets the diversity cap, ``ceil(share * k)`` items per category."""
@@ -116,17 +128,30 @@ class Ranker:
             ]
             by_row = [i for i in group if requests[i].vector is None and requests[i].row >= 0]
             if by_row:
-                ranked = lanes.rank_rows(
+                ranking = lanes.rank_rows(
                     self.blender, [requests[i].row for i in by_row], exclude_all
                 )
-                found.update((i, (c, "model")) for i, c in zip(by_row, ranked, strict=True))
+                # rows the blend's own list decides (no fill needed): ranked as a matrix
+                simple = [p for p, i in enumerate(by_row) if _fill_free(requests[i])]
+                if simple:
+                    rows = np.asarray(simple, dtype=np.int64)
+                    matrix = (ranking.items[rows], ranking.scores[rows], ranking.sources[rows])
+                    reqs = [requests[by_row[p]] for p in simple]
+                    for at, ranked in lanes.decided(self.catalog, self.share, reqs, matrix):
+                        done[by_row[simple[at]]] = Ranked(ranked, "model", False)
+                for p, i in enumerate(by_row):
+                    if i not in done:
+                        candidates = RankedList(
+                            ranking.items[p], ranking.scores[p], ranking.sources[p]
+                        )
+                        found[i] = (candidates, "model")
             by_vector = [i for i in group if requests[i].vector is not None]
             if by_vector:
-                ranked = lanes.rank_vectors(
+                vectored = lanes.rank_vectors(
                     self.blender, [requests[i] for i in by_vector], exclude_all
                 )
                 found.update(
-                    (i, (c, requests[i].basis)) for i, c in zip(by_vector, ranked, strict=True)
+                    (i, (c, requests[i].basis)) for i, c in zip(by_vector, vectored, strict=True)
                 )
         rest = [i for i in range(len(requests)) if i not in done]
         if rest:

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-from engine.blend import Blender
+from engine.blend import Blender, Ranking
 from engine.blend_precompute import PRECOMPUTED_ARRAYS
 from engine.bundle import Bundle
 from engine.errors import BundleError
@@ -51,37 +51,61 @@ def from_precomputed(
     pre: PrecomputedLists | None, catalog: ItemCatalog, share: float, requests: Sequence[Request]
 ) -> Iterator[tuple[int, Ranked]]:
     """The requests the precomputed lists decide: plain requests (``Request.plain``) with ``k``
-    within the list width. The rules run vectorized over all of them
-    (:func:`engine.ranking.lists.select_rows`); a list that cannot decide its request (too short
-    after the rules, or a category cut at precompute time) is left to the search lanes."""
+    within the list width (:func:`decided`); the others are left to the search lanes."""
     if pre is None:
         return
     lane = [i for i, r in enumerate(requests) if r.plain and r.k <= pre.width]
     if not lane:
         return
     dense = np.asarray([requests[i].row for i in lane], dtype=np.int64)
-    ks = np.asarray([requests[i].k for i in lane], dtype=np.int64)
+    found = decided(
+        catalog,
+        share,
+        [requests[i] for i in lane],
+        (pre.items[dense], pre.scores[dense], pre.sources[dense]),
+        pre.per_category,
+    )
+    for position, ranked in found:
+        yield lane[position], Ranked(ranked, "model", False)
+
+
+def decided(
+    catalog: ItemCatalog,
+    share: float,
+    requests: Sequence[Request],
+    lists: tuple[npt.NDArray[np.integer], FloatArray, npt.NDArray[np.int8]],
+    per_category: int | None = None,
+) -> Iterator[tuple[int, RankedList]]:
+    """The requests whose ranked candidate rows (``lists``: items, scores, sources, one row per
+    request, distinct items, ``-1`` padded) decide their served list with no fill: the rules
+    run vectorized over all rows (:func:`engine.ranking.lists.select_rows`: availability, tier,
+    the diversity cap, ``k``). Only for requests without a category, an exclude list, a
+    promotion or purchases since the snapshot; a row that falls short after the rules (or,
+    lists stored with at most ``per_category`` items of a category, whose cut could matter) is
+    not decided: the caller ranks it with the fallback fill."""
+    items, scores, sources = lists
+    ks = np.asarray([r.k for r in requests], dtype=np.int64)
     caps = np.asarray([cap_or_k(k, category_cap(k, share)) for k in ks.tolist()], dtype=np.int64)
     picked = select_rows(
         catalog,
-        pre.items[dense],
-        pre.scores[dense],
-        pre.sources[dense],
-        np.asarray([requests[i].tier for i in lane], dtype=np.int64),
+        items,
+        scores,
+        sources,
+        np.asarray([r.tier for r in requests], dtype=np.int64),
         ks,
         caps,
-        pre.per_category,
+        per_category,
     )
-    for position, i in enumerate(lane):
-        if not picked.decided[position]:
-            continue  # the list cannot decide this request: the search lane ranks it
+    for position in np.flatnonzero(picked.decided).tolist():
         count = int(picked.counts[position])
-        ranked = RankedList(
-            picked.items[position, :count],
-            picked.scores[position, :count],
-            picked.sources[position, :count],
+        yield (
+            position,
+            RankedList(
+                picked.items[position, :count],
+                picked.scores[position, :count],
+                picked.sources[position, :count],
+            ),
         )
-        yield i, Ranked(ranked, "model", False)
 
 
 def cap_or_k(k: int, cap: int | None) -> int:
@@ -117,16 +141,12 @@ def read_precomputed(bundle: Bundle) -> PrecomputedLists | None:
 # -- the search lanes ------------------------------------------------------------------------------
 
 
-def rank_rows(blender: Blender, rows: Sequence[int], exclude_all: bool) -> list[RankedList]:
-    """The blend over the whole candidate set of bundle rows."""
+def rank_rows(blender: Blender, rows: Sequence[int], exclude_all: bool) -> Ranking:
+    """The blend over the whole candidate set of bundle rows, one row each (``-1`` padded)."""
     indptr = blender.history.indptr
     dense = np.asarray(rows, dtype=np.int64)
     longest = int((indptr[dense + 1] - indptr[dense]).max())
-    ranking = blender.rank(dense, candidate_width(blender, longest), exclude_purchased=exclude_all)
-    return [
-        RankedList(ranking.items[i], ranking.scores[i], ranking.sources[i])
-        for i in range(dense.size)
-    ]
+    return blender.rank(dense, candidate_width(blender, longest), exclude_purchased=exclude_all)
 
 
 def rank_vectors(
@@ -173,6 +193,7 @@ __all__ = [
     "PrecomputedLists",
     "candidate_width",
     "cap_or_k",
+    "decided",
     "from_precomputed",
     "rank_rows",
     "rank_vectors",
