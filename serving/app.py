@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -113,6 +114,12 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
             model.info.catalogue,
             "ok" if store.ok else f"DEGRADED ({store.error})",
         )
+        # Everything loaded so far lives as long as the process: out of the collector's sight,
+        # so that a full collection under load scans only what requests allocate (a full
+        # collection of the ~300k startup objects takes ~0.1 s, a latency spike for every
+        # request waiting on it).
+        gc.collect()
+        gc.freeze()
         follower = None
         if settings.model_poll_seconds > 0:
             follower = asyncio.create_task(_follow_published(state, settings.model_poll_seconds))
