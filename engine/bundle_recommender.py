@@ -148,8 +148,7 @@ class BundleRecommender:
                 tier_known=row >= 0,
                 category=category,
                 purchased=policy,
-                exclude=rules.exclude if rules is not None else np.zeros(0, np.int64),
-                promotion=rules.promotion if rules is not None else None,
+                extra=rules,
             )
             for row in lookup.tolist()
         ]

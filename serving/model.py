@@ -234,8 +234,7 @@ class ServingModel:
             basis=basis,
             recent_items=overlay.items if overlay is not None else _NO_ITEMS,
             recent_weights=overlay.weights if overlay is not None else _NO_WEIGHTS,
-            exclude=rules.exclude if rules is not None else _NO_ITEMS,
-            promotion=rules.promotion if rules is not None else None,
+            extra=rules,
         )
 
     def similar(

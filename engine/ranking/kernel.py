@@ -49,7 +49,6 @@ from engine.ranking.sources import (
     SOURCE_POPULAR,
     SOURCE_POPULAR_IN_CATEGORY,
     SOURCE_POPULAR_IN_TIER,
-    SOURCE_PROMOTED,
     SOURCE_SIMILAR,
 )
 
@@ -62,12 +61,7 @@ def _fill_free(request: Request) -> bool:
     """Whether the blend's list of a bundle row can decide the request by the vectorized rules
     alone: no category, exclude list, promotion or purchases since the snapshot (bought items
     are already out of an ``exclude`` ranking)."""
-    return (
-        request.category is None
-        and request.exclude.size == 0
-        and request.promotion is None
-        and request.recent_items.size == 0
-    )
+    return request.category is None and request.extra is None and request.recent_items.size == 0
 
 
 class Ranker:
@@ -181,12 +175,12 @@ class Ranker:
 
     def rules(self, request: Request) -> Rules:
         """The rules of a request (module docstring of :mod:`engine.ranking.lists`)."""
-        excluded = [request.exclude] if request.exclude.size else []
+        excluded = []
         if request.purchased is not Purchased.KEEP and request.recent_items.size:
             excluded.append(request.recent_items)
         if request.purchased is Purchased.EXCLUDE:
             excluded.append(self.history_items(request.row))
-        return Rules(
+        rules = Rules(
             k=request.k,
             tier=request.tier,
             category=request.category,
@@ -194,8 +188,8 @@ class Ranker:
             max_per_category=None
             if request.category is not None
             else category_cap(request.k, self.share),
-            promotion=request.promotion,
         )
+        return rules if request.extra is None else request.extra.merge_into(rules)
 
     def fallbacks(self, request: Request) -> list[Fallback]:
         """The fill after the candidates: popular in the category under a category filter,
@@ -212,10 +206,8 @@ class Ranker:
             source = SOURCE_POPULAR_IN_TIER if catalog.has_tier_popularity else SOURCE_POPULAR
             overall, overall_scores = catalog.popular_overall()
             chain += [(items, scores, source), (overall, overall_scores, SOURCE_POPULAR)]
-        if request.promotion is not None and request.promotion.items.size:
-            promoted = np.unique(request.promotion.items)
-            order = promoted[np.argsort(-catalog.popularity[promoted], kind="stable")]
-            chain.append((order, catalog.popularity[order], SOURCE_PROMOTED))
+        if request.extra is not None:
+            chain += request.extra.fallbacks(catalog)
         return chain
 
     @staticmethod
@@ -239,8 +231,8 @@ class Ranker:
         cosine = found.scores[0][: ids.size] / (norms[seed] * norms[ids])
         order = np.argsort(-cosine, kind="stable")
         candidates = RankedList.of(ids[order], cosine[order], SOURCE_SIMILAR)
-        request = Request(k=k, tier=tier, category=category, exclude=np.asarray([seed]))
-        rules = Rules(k=k, tier=tier, category=category, exclude=request.exclude)
+        request = Request(k=k, tier=tier, category=category)
+        rules = Rules(k=k, tier=tier, category=category, exclude=np.asarray([seed]))
         chain: list[Fallback] = []
         seed_category = int(self.catalog.category_codes[seed])
         if category is None and seed_category >= 0:

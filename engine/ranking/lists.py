@@ -18,16 +18,18 @@ exclusion set):
    place in the ranked order, so a promoted item sits where its score puts it;
 8. **fill**: candidates first, then each fallback list in order, until ``k`` items.
 
-Adding a rule: a field of :class:`Rules`, its step in :func:`apply_rules` (and
-:func:`rank_many` when it can be vectorized), and the request field that sets it
-(:mod:`engine.ranking.query`).
+Adding a per-request rule touches three places: the rule here (a field of :class:`Rules` and
+of :class:`RequestRules`, which carries it from the request and merges it in, and its step in
+:func:`apply_rules`), its request field (:class:`engine.ranking.query.ListQuery` and
+:func:`~engine.ranking.query.request_rules`, which every caller parses), and its test. The
+kernel, the service, ``recsys recommend`` and the pyfunc pass it on without naming it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -126,6 +128,34 @@ class Rules:
 
 #: A fallback order: items best first, their scores, and the source code to report.
 Fallback = tuple[IntArray, FloatArray, int]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRules:
+    """The rules one request adds beyond its member, ``k``, category and purchased-items
+    policy, in dense ids (built from the query by :func:`engine.ranking.query.request_rules`).
+    The kernel merges them into the :class:`Rules` and the fallback chain without knowing
+    what they are: a new per-request rule is a field here, its step in :func:`apply_rules`,
+    its query field, and its test."""
+
+    exclude: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    promotion: Promotion | None = None
+
+    def merge_into(self, rules: Rules) -> Rules:
+        """``rules`` with this request's exclude list and promotion."""
+        exclude = (
+            np.concatenate([rules.exclude, self.exclude]) if self.exclude.size else rules.exclude
+        )
+        return replace(rules, exclude=exclude, promotion=self.promotion)
+
+    def fallbacks(self, catalog: ItemCatalog) -> list[Fallback]:
+        """Fill lists this request needs after the usual chain: the promoted items by
+        popularity (so a promotion always has its items to place)."""
+        if self.promotion is None or not self.promotion.items.size:
+            return []
+        promoted = np.unique(self.promotion.items)
+        order = promoted[np.argsort(-catalog.popularity[promoted], kind="stable")]
+        return [(order, catalog.popularity[order], SOURCE_PROMOTED)]
 
 
 def rank_with_fallbacks(
@@ -410,6 +440,7 @@ __all__ = [
     "Fallback",
     "Promotion",
     "RankedList",
+    "RequestRules",
     "Rules",
     "Selection",
     "apply_rules",

@@ -2,24 +2,24 @@
 and its fast path (query string), ``recsys recommend`` (options) and the MLflow pyfunc (params).
 
 :class:`ListQuery` is the one model; :func:`request_rules` turns its item and category names
-into the kernel's dense ids (:class:`engine.ranking.kernel.Request` fields). A new per-request
-rule is a field here, its step in :mod:`engine.ranking.lists`, and its test.
+into the kernel's dense ids (:class:`engine.ranking.lists.RequestRules`, which the kernel merges
+into the rules without knowing what they are). A new per-request rule touches three places:
+its field here (and in :func:`request_rules`), its step in :mod:`engine.ranking.lists`, and its
+test.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Annotated, Final
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from engine.ids import IdMap
 from engine.ranking.catalog import ItemCatalog
-from engine.ranking.lists import Promotion
+from engine.ranking.lists import Promotion, RequestRules
 from engine.ranking.request import Purchased
 
 MAX_K: Final = 200
@@ -147,14 +147,6 @@ def _ids(text: str | None) -> list[str]:
     return [] if text is None else text.split(",")
 
 
-@dataclass(frozen=True, slots=True)
-class RequestRules:
-    """A query's rules in dense ids: what to exclude, what to promote (None: nothing)."""
-
-    exclude: npt.NDArray[np.int64]
-    promotion: Promotion | None
-
-
 def request_rules(query: ListQuery, item_ids: IdMap, catalog: ItemCatalog) -> RequestRules:
     """The query's exclude list and promotion in the model's dense ids (ids the model does not
     know are ignored: they cannot be recommended anyway)."""
@@ -178,6 +170,5 @@ __all__ = [
     "MAX_K",
     "MAX_LIST_LENGTH",
     "ListQuery",
-    "RequestRules",
     "request_rules",
 ]

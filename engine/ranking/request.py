@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import InvalidInputError
-from engine.ranking.lists import Promotion, RankedList
+from engine.ranking.lists import RankedList, RequestRules
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -45,8 +45,7 @@ class Request:
             ``basis`` naming which.
         recent_items, recent_weights: purchases since the snapshot (added to the history a
             vector is ranked with; excluded unless ``purchased`` is ``keep``).
-        exclude: items never to return for this request.
-        promotion: promoted items and their share of the slots.
+        extra: the rules the request adds (exclude list, promotion), or None.
     """
 
     k: int
@@ -59,8 +58,7 @@ class Request:
     basis: str = "model"
     recent_items: IntArray = field(default_factory=lambda: _NONE)
     recent_weights: FloatArray = field(default_factory=lambda: _NO_WEIGHTS)
-    exclude: IntArray = field(default_factory=lambda: _NONE)
-    promotion: Promotion | None = None
+    extra: RequestRules | None = None
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -76,8 +74,7 @@ class Request:
             and self.recent_items.size == 0
             and self.category is None
             and self.purchased is not Purchased.EXCLUDE
-            and self.exclude.size == 0
-            and self.promotion is None
+            and self.extra is None
         )
 
 
