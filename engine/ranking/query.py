@@ -67,6 +67,10 @@ IdList = Annotated[
 ]
 
 
+#: the fields every plain request may set; any other one is a per-request rule
+_BASIC_FIELDS: Final = frozenset({"k", "category", "exclude_purchased"})
+
+
 class ListQuery(BaseModel):
     """What a caller may ask of a member's list, beyond who the member is."""
 
@@ -120,23 +124,18 @@ class ListQuery(BaseModel):
         return Purchased.EXCLUDE if self.exclude_purchased else Purchased.KEEP
 
     def cache_key(self) -> str:
-        """The fields that change the list, as one text (the response cache's variant)."""
-        return "|".join(
-            str(value)
-            for value in (
-                self.k,
-                self.category or "",
-                self.exclude or "",
-                self.promote or "",
-                self.promote_category or "",
-                self.promote_share if self.promoting else "",
-            )
-        )
+        """Every field but the policy (which the caller resolves and adds), as one text: the
+        response cache's variant, so a new field can never share a cached answer."""
+        if not (self.category or self.rules_beyond_k):
+            return str(self.k)  # the common request, without building a dump
+        fields = self.model_dump(exclude={"exclude_purchased"})
+        return "|".join(f"{name}={value}" for name, value in fields.items() if value is not None)
 
     @property
     def rules_beyond_k(self) -> bool:
-        """Whether the query asks for an exclude list or a promotion."""
-        return self.exclude is not None or self.promoting
+        """Whether the query sets any field beyond ``k``, ``category`` and the policy (an
+        exclude list, a promotion, or any rule added later)."""
+        return bool(self.model_fields_set - _BASIC_FIELDS)
 
     @property
     def promoting(self) -> bool:
