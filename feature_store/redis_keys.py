@@ -160,6 +160,22 @@ class RedisKeys:
         """STRING: the model every serving worker should run (JSON), set by a model reload."""
         return f"{self.root}:srv:model"
 
+    def serving_model_of(self, role: str) -> str:
+        """STRING: :attr:`serving_model` of one role (``champion``: that key; ``challenger``:
+        the experiment's second model)."""
+        if role == "champion":
+            return self.serving_model
+        if role != "challenger":
+            raise ValueError(f"invalid model role {role!r}")
+        return f"{self.root}:srv:model:challenger"
+
+    @property
+    def exposures(self) -> str:
+        """STREAM, capped (XADD MAXLEN ~): every served recommendation list (id, member,
+        variant, model, items), written by the service for experiment attribution
+        (feature_store/online/exposures.py)."""
+        return f"{self.root}:srv:exposures"
+
     # ---- campaign audiences (serving/audiences.py): not per snapshot version or model -------
 
     def audience_meta(self, audience_id: str) -> str:

@@ -59,16 +59,19 @@ def _policy(settings: Settings) -> FeaturePolicy:
 
 
 async def _follow_published(state: AppState, interval: float) -> None:
-    """Poll the model record other workers publish and switch to it (serving/state.py)."""
+    """Poll the model records other workers publish (one per role) and switch to them
+    (serving/state.py)."""
     while True:
         await asyncio.sleep(interval)
-        try:
-            record = await anyio.to_thread.run_sync(state.gateway.published_model)
-        except StoreDownError:
-            continue  # Redis down: nothing to follow; the readiness probe reports it
-        if record is not None and await anyio.to_thread.run_sync(state.holder.follow, record):
-            info = state.holder.current.info
-            state.metrics.set_model(info.label, info.bundle_id)
+        for holder in state.holders():
+            try:
+                record = await anyio.to_thread.run_sync(state.gateway.published_model, holder.role)
+            except StoreDownError:
+                break  # Redis down: nothing to follow; the readiness probe reports it
+            if record is not None and await anyio.to_thread.run_sync(holder.follow, record):
+                info = holder.current.info
+                if holder.role == "champion":
+                    state.metrics.set_model(info.label, info.bundle_id)
 
 
 def create_app(settings: Settings | None = None, *, resolver: Resolver | None = None) -> FastAPI:
@@ -83,8 +86,18 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
         holder = ModelHolder(settings, policy.tiers.names, resolver)
         model = await anyio.to_thread.run_sync(holder.load_initial)
         metrics.set_model(model.info.label, model.id)
+        challenger = None
+        if settings.challenger_uri is not None:
+            challenger = ModelHolder(
+                settings,
+                policy.tiers.names,
+                resolver,
+                uri=settings.challenger_uri,
+                role="challenger",
+            )
+            await anyio.to_thread.run_sync(challenger.load_initial)
         gateway = OnlineGateway(settings, policy)
-        batcher = RecommendationBatcher(gateway, metrics)
+        batcher = RecommendationBatcher(gateway, metrics, log_exposures=settings.exposure_log)
         campaigns = CampaignService(settings)
         state = AppState(
             settings,
@@ -96,6 +109,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
             batcher,
             AudienceService(settings, gateway, policy.rfm.segment_names, campaigns),
             campaigns,
+            challenger,
         )
         app.state.recsys = state
         batcher.start()

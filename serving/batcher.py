@@ -12,8 +12,10 @@ model it started with: a batch is split by model, so a reload never mixes models
 For each batch: (1) one pipeline reads the cached responses and fold-in overlays of all its
 members; (2) one script call reads the profiles of the members not answered from the cache;
 (3) :meth:`ServingModel.recommend_many` ranks them; (4) one pipeline stores the new responses in
-the cache. Redis failures degrade the batch (answers from the bundle alone, ``degraded: true``)
-and never fail it.
+the cache; (5) every answer gets its own ``recommendation_id`` and, with the exposure log on,
+one pipeline appends the served lists to it (feature_store/online/exposures.py). Redis failures
+degrade the batch (answers from the bundle alone, ``degraded: true``) and never fail it; a
+failed exposure write is counted and logged, never fails an answer.
 """
 
 from __future__ import annotations
@@ -21,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from pydantic_core import to_json
+from pydantic_core import from_json, to_json
 
 from engine.ranking.query import ListQuery
 from feature_store.online.errors import OnlineStoreError
+from feature_store.online.exposures import Exposure
 from feature_store.online.profile import MemberProfile
 from serving.metrics import Metrics
 from serving.model import Ask, PurchasedPolicy, Recommended, ServingModel
@@ -48,15 +53,26 @@ class Pending:
     policy: PurchasedPolicy
     variant: str | None
     future: asyncio.Future[Answer] = field(repr=False)
+    #: the experiment variant the member sees (engine.experiments.assignment)
+    arm: str = "champion"
 
 
 class RecommendationBatcher:
     """Queues recommendation requests and answers them in batches (module docstring)."""
 
-    def __init__(self, gateway: OnlineGateway, metrics: Metrics, max_batch: int = 64) -> None:
+    def __init__(
+        self,
+        gateway: OnlineGateway,
+        metrics: Metrics,
+        max_batch: int = 64,
+        *,
+        log_exposures: bool = False,
+    ) -> None:
         self.gateway = gateway
         self.metrics = metrics
         self.max_batch = max_batch
+        #: append every served list to the exposure log (RECSYS_EXPOSURE_LOG)
+        self.log_exposures = log_exposures
         self._queue: asyncio.Queue[Pending] | None = None
         self._task: asyncio.Task[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -86,12 +102,13 @@ class RecommendationBatcher:
         query: ListQuery,
         policy: PurchasedPolicy,
         variant: str | None,
+        arm: str = "champion",
     ) -> Answer:
         """The response body and the cache outcome (``hit``, ``miss`` or ``off``)."""
         if self._queue is None:
             raise RuntimeError("the batcher is not running (the app's lifespan starts it)")
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Pending(model, member_id, query, policy, variant, future))
+        self._queue.put_nowait(Pending(model, member_id, query, policy, variant, future, arm))
         return await future
 
     async def _run(self) -> None:
@@ -130,6 +147,37 @@ class RecommendationBatcher:
         return answers
 
     def _process_model(self, batch: Sequence[Pending]) -> list[Answer | BaseException]:
+        answers = self._answer_model(batch)
+        served_ms = int(time.time() * 1000)
+        exposures: list[Exposure] = []
+        for i, (pending, answer) in enumerate(zip(batch, answers, strict=True)):
+            if isinstance(answer, BaseException):
+                continue
+            payload, cache = answer
+            rid = os.urandom(8).hex()
+            answers[i] = (b'{"recommendation_id":"' + rid.encode() + b'",' + payload[1:], cache)
+            self.metrics.exposures.labels(pending.arm).inc()
+            if self.log_exposures:
+                items = [item["item_id"] for item in from_json(payload)["items"]]
+                exposures.append(
+                    Exposure(
+                        rid,
+                        pending.member_id,
+                        pending.arm,
+                        pending.model.id,
+                        tuple(items),
+                        served_ms,
+                    )
+                )
+        if exposures:
+            try:
+                self.gateway.log_exposures(exposures)
+            except StoreDownError as exc:
+                self.metrics.exposure_errors.inc(len(exposures))
+                log.warning("%d served lists not logged for attribution: %s", len(exposures), exc)
+        return answers
+
+    def _answer_model(self, batch: Sequence[Pending]) -> list[Answer | BaseException]:
         model = batch[0].model
         gateway, metrics = self.gateway, self.metrics
         degraded = False
@@ -185,7 +233,7 @@ class RecommendationBatcher:
                 continue
             if result.fallback:
                 metrics.fallbacks.labels(result.basis).inc()
-            payload = _body(model, pending.member_id, result, degraded)
+            payload = _body(model, pending.member_id, pending.arm, result, degraded)
             answers[i] = (payload, "off" if pending.variant is None else "miss")
             if pending.variant is not None and not degraded:
                 to_cache.append((pending.member_id, pending.variant, payload))
@@ -210,13 +258,16 @@ class RecommendationBatcher:
             return out
 
 
-def _body(model: ServingModel, member_id: str, ranked: Recommended, degraded: bool) -> bytes:
+def _body(
+    model: ServingModel, member_id: str, arm: str, ranked: Recommended, degraded: bool
+) -> bytes:
     """The :class:`~serving.schemas.Recommendations` document, serialized by pydantic-core
     from plain values: the fields are built here from typed domain values, so validating them
     again through the model would only cost time on the hottest path (tests check that bodies
     parse as the documented model)."""
     body = {
         "member_id": member_id,
+        "variant": arm,
         "model_version": model.info.label,
         "bundle_id": model.id,
         "tier": ranked.tier,
@@ -224,9 +275,22 @@ def _body(model: ServingModel, member_id: str, ranked: Recommended, degraded: bo
         "fallback": ranked.fallback,
         "degraded": degraded,
         "items": [
-            {"item_id": i, "score": s, "source": src, "category": c}
-            for i, s, src, c in zip(
-                ranked.item_ids, ranked.scores, ranked.sources, ranked.categories, strict=True
+            {
+                "item_id": i,
+                "score": s,
+                "source": src,
+                "category": c,
+                "reason": why,
+                "anchor_item_id": anchor,
+            }
+            for i, s, src, c, why, anchor in zip(
+                ranked.item_ids,
+                ranked.scores,
+                ranked.sources,
+                ranked.categories,
+                ranked.reasons,
+                ranked.anchors,
+                strict=True,
             )
         ],
     }

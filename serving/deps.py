@@ -11,6 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from engine.experiments.assignment import variant_of
 from feature_store.policy import FeaturePolicy
 from serving.audiences import AudienceService
 from serving.batcher import RecommendationBatcher
@@ -37,6 +38,24 @@ class AppState:
     batcher: RecommendationBatcher
     audiences: AudienceService
     campaigns: CampaignService
+    #: the experiment's challenger (RECSYS_CHALLENGER_URI), None without an experiment
+    challenger: ModelHolder | None = None
+
+    def holders(self) -> list[ModelHolder]:
+        """The champion's holder, then the challenger's when there is one."""
+        return [self.holder] if self.challenger is None else [self.holder, self.challenger]
+
+    def holder_of(self, role: str) -> ModelHolder | None:
+        return self.holder if role == "champion" else self.challenger
+
+    def model_for(self, member_id: str) -> tuple[str, ServingModel]:
+        """The variant a member sees and its model (engine.experiments.assignment): always the
+        champion without an experiment."""
+        challenger = self.challenger
+        if challenger is None:
+            return "champion", self.holder.current
+        variant = variant_of(self.settings.experiment, member_id, self.settings.challenger_percent)
+        return variant, (challenger.current if variant == "challenger" else self.holder.current)
 
 
 #: The caller in open mode (no keys configured): loopback clients may do everything.

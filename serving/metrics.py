@@ -72,6 +72,30 @@ class Metrics:
         self.events = Counter(
             "recsys_events_total", "Purchase events by outcome", ["status"], registry=r
         )
+        self.exposures = Counter(
+            "recsys_experiment_exposures_total",
+            "Recommendation lists served, by experiment variant",
+            ["variant"],
+            registry=r,
+        )
+        self.exposure_errors = Counter(
+            "recsys_exposure_log_errors_total",
+            "Served lists that could not be written to the exposure log",
+            registry=r,
+        )
+        self.purchases = Counter(
+            "recsys_experiment_purchase_events_total",
+            "Applied purchase events, by the experiment variant of their member",
+            ["variant"],
+            registry=r,
+        )
+        self.revenue = Counter(
+            "recsys_experiment_revenue_total",
+            "Revenue of applied purchase events (quantity x price), by the experiment variant "
+            "of their member",
+            ["variant"],
+            registry=r,
+        )
         self.reloads = Counter(
             "recsys_model_reloads_total", "Model reloads by result", ["result"], registry=r
         )

@@ -38,6 +38,7 @@ from engine.ranking.kernel import Ranker, Request
 from engine.ranking.lanes import read_precomputed
 from engine.ranking.lists import RankedList
 from engine.ranking.query import ListQuery, request_rules
+from engine.ranking.reasons import ANCHORS, Explained, explain
 from feature_store.online.profile import MemberProfile
 from serving import model_foldin
 from serving.model_foldin import FeatureEmbedding
@@ -207,10 +208,20 @@ class ServingModel:
         """:meth:`recommend` for many requests at once, through the ranking kernel
         (:class:`engine.ranking.kernel.Ranker`): one vectorized call for the whole batch."""
         requests = [self.request(ask) for ask in asks]
-        return [
-            self._external(done.ranked, done.basis, fallback=done.fallback, tier=request.tier)
-            for done, request in zip(self.ranker.rank(requests), requests, strict=True)
-        ]
+        out = []
+        for done, request in zip(self.ranker.rank(requests), requests, strict=True):
+            recent = self.ranker.recent_purchases(request, ANCHORS)
+            explained = explain(self.item_vectors, done.ranked, recent)
+            out.append(
+                self._external(
+                    done.ranked,
+                    done.basis,
+                    fallback=done.fallback,
+                    tier=request.tier,
+                    explained=explained,
+                )
+            )
+        return out
 
     def request(self, ask: Ask) -> Request:
         """The kernel's request for an ask: the member's row, tier and vector (fold-in after
@@ -249,7 +260,8 @@ class ServingModel:
         ranked = self.ranker.similar(
             seed, k=k, tier=rank, category=self.ranker.category_code(category)
         )
-        return self._external(ranked, "similar", fallback=False, tier=rank)
+        explained = explain(self.item_vectors, ranked, _NO_ITEMS, seed=seed)
+        return self._external(ranked, "similar", fallback=False, tier=rank, explained=explained)
 
     # -- fold-in -----------------------------------------------------------------------------
 
@@ -283,9 +295,11 @@ class ServingModel:
         )
 
     def _external(
-        self, ranked: RankedList, basis: str, *, fallback: bool, tier: int
+        self, ranked: RankedList, basis: str, *, fallback: bool, tier: int, explained: Explained
     ) -> Recommended:
         codes = self.catalog.category_codes[ranked.items]
+        anchors = explained.anchors
+        anchor_ids = self.item_ids.ids_at(np.maximum(anchors, 0)).tolist() if anchors.size else []
         return Recommended(
             item_ids=self.item_ids.ids_at(ranked.items).tolist(),
             scores=[float(s) if math.isfinite(s) else 0.0 for s in ranked.scores.tolist()],
@@ -294,6 +308,10 @@ class ServingModel:
             basis=basis,
             fallback=fallback,
             tier=self.catalog.tiers[tier],
+            reasons=list(explained.reasons),
+            anchors=[
+                a if i >= 0 else None for a, i in zip(anchor_ids, anchors.tolist(), strict=True)
+            ],
         )
 
 

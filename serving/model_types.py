@@ -66,6 +66,9 @@ class Recommended:
     basis: str
     fallback: bool
     tier: str
+    #: why each item is there (engine.ranking.reasons) and its anchor item (None: none)
+    reasons: list[str]
+    anchors: list[str | None]
 
 
 @dataclass(frozen=True, slots=True)

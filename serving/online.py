@@ -39,6 +39,8 @@ from redis.retry import Retry
 from feature_store.online import RedisOnlineStore, StoreHealth, StoreUnavailableError, connect
 from feature_store.online.connection import REDISLITE_SCHEME, redact, resolve_url
 from feature_store.online.errors import OnlineStoreError
+from feature_store.online.exposures import Exposure
+from feature_store.online.exposures import append as append_exposures
 from feature_store.policy import FeaturePolicy
 from feature_store.redis_keys import RedisKeys
 from serving.model import Overlay
@@ -296,6 +298,18 @@ class OnlineGateway:
         if entries:
             self.call(write)
 
+    def log_exposures(self, entries: Sequence[Exposure]) -> None:
+        """Append served lists to the exposure log (capped stream), one round trip."""
+        cap = self.settings.exposure_max_entries
+
+        def write(store: RedisOnlineStore) -> None:
+            pipe = store.client.pipeline(transaction=False)
+            append_exposures(pipe, self.keys, entries, cap)
+            pipe.execute()
+
+        if entries:
+            self.call(write)
+
     def forget_members(self, model_id: str, member_ids: Iterable[str]) -> None:
         """Delete the cached results of ``member_ids`` under ``model_id``."""
         keys = [self.keys.serving_results(model_id, m) for m in member_ids]
@@ -335,18 +349,20 @@ class OnlineGateway:
 
     # -- the model every worker runs ---------------------------------------------------------
 
-    def publish_model(self, record: dict[str, str]) -> None:
+    def publish_model(self, record: dict[str, str], role: str = "champion") -> None:
         payload = json.dumps(record, sort_keys=True)
-        self.call(lambda store: store.client.set(self.keys.serving_model, payload))
+        key = self.keys.serving_model_of(role)
+        self.call(lambda store: store.client.set(key, payload))
 
-    def published_model(self) -> dict[str, str] | None:
-        raw = self.call(lambda store: store.client.get(self.keys.serving_model))
+    def published_model(self, role: str = "champion") -> dict[str, str] | None:
+        key = self.keys.serving_model_of(role)
+        raw = self.call(lambda store: store.client.get(key))
         if raw is None:
             return None
         try:
             record = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            log.warning("ignoring a malformed record at %s", self.keys.serving_model)
+            log.warning("ignoring a malformed record at %s", key)
             return None
         if not isinstance(record, dict) or not all(isinstance(v, str) for v in record.values()):
             return None

@@ -99,6 +99,17 @@ LocalTime = Annotated[
 ]
 
 
+Reason = Literal[
+    "because_you_bought",
+    "similar_members",
+    "buy_again",
+    "trending",
+    "popular_in_your_tier",
+    "promoted",
+    "similar_item",
+]
+
+
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -109,13 +120,29 @@ class RecommendedItem(_Out):
         description="Blend score (similarity for similar items, popularity for fallbacks)."
     )
     source: str = Field(
-        description="model, buy_again, trending, popular, popular_in_tier, popular_in_category or similar."
+        description="model, buy_again, trending, popular, popular_in_tier, popular_in_category, "
+        "similar or promoted."
     )
     category: str | None = None
+    reason: Reason = Field(
+        description="Why the item is there (docs/api.md): because_you_bought (anchor_item_id: "
+        "the member's purchase most like it), similar_members, buy_again, trending, "
+        "popular_in_your_tier, promoted, similar_item."
+    )
+    anchor_item_id: str | None = Field(
+        default=None,
+        description="The member's purchase (or the seed item) the reason refers to.",
+    )
 
 
 class Recommendations(_Out):
+    recommendation_id: str = Field(
+        description="Id of this served list (the exposure log records it for attribution)."
+    )
     member_id: str
+    variant: Literal["champion", "challenger"] = Field(
+        description="The experiment variant the member sees (always champion without one)."
+    )
     model_version: str = Field(description="The served model, e.g. member-recs/3.")
     bundle_id: str
     tier: str = Field(description="The tier whose eligibility rules were applied.")
@@ -310,7 +337,13 @@ class ReloadIn(BaseModel):
         default=None,
         min_length=1,
         max_length=1024,
-        description="Model to load; default: the configured RECSYS_MODEL_URI (the champion).",
+        description="Model to load; default: the role's configured URI (RECSYS_MODEL_URI for "
+        "the champion, RECSYS_CHALLENGER_URI for the challenger).",
+    )
+    role: Literal["champion", "challenger"] = Field(
+        default="champion",
+        description="Which model to reload: the champion, or the experiment's challenger "
+        "(409 when no challenger is configured).",
     )
 
 

@@ -41,6 +41,12 @@ runs at import time.
 | ``DATABASE_URL`` | SQLite ``RECSYS_DATA_DIR/campaigns.db`` | the campaign database (SQLAlchemy URL; PostgreSQL in production): campaigns, their groups, purchase events |
 | ``RECSYS_DATA_DIR`` | ``data`` | where the embedded campaign database lives when ``DATABASE_URL`` is not set |
 | ``RECSYS_UPLIFT_MODEL`` | none | uplift model JSON (``recsys campaign uplift fit``) for ``size.rank_by = "uplift"`` |
+| ``RECSYS_CHALLENGER_URI`` | none | a second model (e.g. ``models:/member-recs@challenger``) served to ``RECSYS_CHALLENGER_PERCENT`` % of the members |
+| ``RECSYS_CHALLENGER_PERCENT`` | ``10`` | share of the members (0..100, by a hash of experiment and member) who see the challenger |
+| ``RECSYS_EXPERIMENT`` | ``champion-vs-challenger`` | the experiment's name: it seeds the assignment (a new name reshuffles the members) |
+| ``RECSYS_EXPOSURE_LOG`` | ``true`` | record every served list in the exposure log (a capped Redis stream) for attribution |
+| ``RECSYS_EXPOSURE_MAX_ENTRIES`` | ``2000000`` | cap of the exposure log (oldest entries are dropped first) |
+| ``RECSYS_ATTRIBUTION_HOURS`` | ``24`` | a purchase counts for a served list when it is of one of its items within this many hours |
 """
 
 from __future__ import annotations
@@ -119,6 +125,13 @@ class Settings:
     campaign_db_url: str | None = None
     #: an uplift model (JSON, `recsys campaign uplift fit`) for audiences ranked by uplift
     uplift_model: Path | None = None
+    #: the challenger model of the experiment (None: one model, no experiment)
+    challenger_uri: str | None = None
+    challenger_percent: float = 10.0
+    experiment: str = "champion-vs-challenger"
+    exposure_log: bool = True
+    exposure_max_entries: int = 2_000_000
+    attribution_hours: float = 24.0
 
     @property
     def data_zone(self) -> tzinfo:
@@ -167,7 +180,22 @@ class Settings:
             f"online store auto-restore: {restore}",
             f"campaign database: {_hide_password(self.campaign_db_url) or 'none'}; "
             f"uplift model: {self.uplift_model or 'none'}",
+            f"experiment: {self.experiment_line()}",
         ]
+
+    def experiment_line(self) -> str:
+        if self.challenger_uri is None:
+            return "none (one model)"
+        log = (
+            f"exposure log capped at {self.exposure_max_entries:,}"
+            if self.exposure_log
+            else "exposure log off"
+        )
+        return (
+            f"{self.experiment!r}: challenger {self.challenger_uri} for "
+            f"{self.challenger_percent:g}% of the members; {log}; attribution window "
+            f"{self.attribution_hours:g} h"
+        )
 
 
 # -- reading the environment ----------------------------------------------------------------
@@ -266,6 +294,24 @@ class EnvironmentVariables(BaseSettings):
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Field(default=Path("data"), validation_alias="RECSYS_DATA_DIR")
     uplift_model: Path | None = Field(default=None, validation_alias="RECSYS_UPLIFT_MODEL")
+    challenger_uri: str | None = Field(default=None, validation_alias="RECSYS_CHALLENGER_URI")
+    challenger_percent: float = Field(
+        default=10.0, ge=0.0, le=100.0, validation_alias="RECSYS_CHALLENGER_PERCENT"
+    )
+    experiment: str = Field(
+        default="champion-vs-challenger",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        validation_alias="RECSYS_EXPERIMENT",
+    )
+    exposure_log: bool = Field(default=True, validation_alias="RECSYS_EXPOSURE_LOG")
+    exposure_max_entries: int = Field(
+        default=2_000_000, ge=1_000, le=200_000_000, validation_alias="RECSYS_EXPOSURE_MAX_ENTRIES"
+    )
+    attribution_hours: float = Field(
+        default=24.0, gt=0.0, le=24.0 * 90, validation_alias="RECSYS_ATTRIBUTION_HOURS"
+    )
 
     @field_validator("purchased_policy", "index", mode="before")
     @classmethod

@@ -41,13 +41,23 @@ class ReloadOutcome:
 
 
 class ModelHolder:
-    """The current model; replaced atomically by :meth:`reload` / :meth:`follow`."""
+    """The current model of one role (``champion``, or the experiment's ``challenger``, with
+    its own configured URI); replaced atomically by :meth:`reload` / :meth:`follow`."""
 
     def __init__(
-        self, settings: Settings, tiers: Sequence[str], resolver: Resolver | None = None
+        self,
+        settings: Settings,
+        tiers: Sequence[str],
+        resolver: Resolver | None = None,
+        *,
+        uri: str | None = None,
+        role: str = "champion",
     ) -> None:
         self.settings = settings
         self.tiers = tuple(tiers)
+        #: the configured source of this role (RECSYS_MODEL_URI, RECSYS_CHALLENGER_URI)
+        self.uri = uri or settings.model_uri
+        self.role = role
         self._resolve = resolver or (
             lambda uri: resolve_model(uri, tracking_uri=settings.tracking_uri)
         )
@@ -93,7 +103,7 @@ class ModelHolder:
     def load_initial(self) -> ServingModel:
         """Load the configured model (at start); ModelLoadError when it cannot be served."""
         with self._lock:
-            model = self._load(self._resolved(self.settings.model_uri))
+            model = self._load(self._resolved(self.uri))
             self._current = model
             return model
 
@@ -101,7 +111,7 @@ class ModelHolder:
         """Switch to ``uri`` (default: the configured URI, resolved again: the champion now)."""
         with self._lock:
             previous = self.current
-            resolved = self._resolved(uri or self.settings.model_uri)
+            resolved = self._resolved(uri or self.uri)
             try:
                 candidate_id = bundle_id(resolved.path)
             except OSError as exc:
@@ -131,7 +141,7 @@ class ModelHolder:
         """
         target = record.get("bundle_id")
         if (
-            record.get("configured_uri") != self.settings.model_uri
+            record.get("configured_uri") != self.uri
             or not target
             or target in self._failed
             or (self._current is not None and self._current.id == target)
@@ -163,10 +173,11 @@ class ModelHolder:
             return True
 
 
-def published_record(settings: Settings, info: ModelInfo) -> dict[str, str]:
-    """What a reload publishes for the other workers."""
+def published_record(holder: ModelHolder, info: ModelInfo) -> dict[str, str]:
+    """What a reload of ``holder``'s role publishes for the other workers."""
     return {
-        "configured_uri": settings.model_uri,
+        "role": holder.role,
+        "configured_uri": holder.uri,
         "uri": info.uri,
         "path": info.path,
         "bundle_id": info.bundle_id,

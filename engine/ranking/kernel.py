@@ -108,6 +108,25 @@ class Ranker:
         items: IntArray = history.indices[history.indptr[row] : history.indptr[row + 1]]
         return items.astype(np.int64)
 
+    def recent_purchases(self, request: Request, limit: int) -> IntArray:
+        """The member's most telling purchases: those since the snapshot, then the bundle
+        history's heaviest (the buy-again weights, which decay with time), at most ``limit``."""
+        history = self.blender.history
+        if request.row >= 0:
+            start, stop = int(history.indptr[request.row]), int(history.indptr[request.row + 1])
+            weights = np.asarray(history.data[start:stop])
+            order = np.argsort(-weights, kind="stable")[:limit]
+            own: IntArray = history.indices[start:stop][order].astype(np.int64)
+        else:
+            own = _NONE
+        recent = request.recent_items[::-1]
+        if not recent.size:
+            return own
+        merged = np.concatenate([recent, own])
+        _, first = np.unique(merged, return_index=True)
+        kept: IntArray = merged[np.sort(first)][:limit]
+        return kept
+
     def rank(self, requests: Sequence[Request]) -> list[Ranked]:
         """The served list of each request (module docstring), in order."""
         done: dict[int, Ranked] = dict(

@@ -49,7 +49,11 @@ def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) ->
             updates.append(state.gateway.call(_applier(event)))
         # duplicates too: a batch resent after a failure must still fold its members in
         touched = [u.member_id for u in updates if u.status in ("applied", "duplicate")]
-        refreshed = _refresh_members(state, model, list(dict.fromkeys(touched)))
+        by_model: dict[int, tuple[ServingModel, list[str]]] = {}
+        for member in dict.fromkeys(touched):  # each member refreshed under the model they see
+            served = state.model_for(member)[1] if state.challenger else model
+            by_model.setdefault(id(served), (served, []))[1].append(member)
+        refreshed = sum(_refresh_members(state, m, members) for m, members in by_model.values())
     except StoreDownError as exc:
         raise ServiceUnavailableError(
             f"{len(updates)} of {len(body.events)} events were applied before the online store "
@@ -60,6 +64,7 @@ def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) ->
     counts = Counter(u.status for u in updates)
     for status, n in counts.items():
         state.metrics.events.labels(status).inc(n)
+    _count_by_variant(state, events, updates)
     return EventsOut(
         applied=counts["applied"],
         duplicates=counts["duplicate"],
@@ -70,6 +75,19 @@ def events(body: EventsIn, caller: Ingest, state: State, model: CurrentModel) ->
             for u in updates
         ],
     )
+
+
+def _count_by_variant(
+    state: AppState, events: list[PurchaseEvent], updates: list[PurchaseUpdate]
+) -> None:
+    """Prometheus counters of applied purchases and their revenue per experiment variant."""
+    for event, update in zip(events, updates, strict=True):
+        if update.status != "applied":
+            continue
+        arm = state.model_for(event.member_id)[0] if state.challenger else "champion"
+        state.metrics.purchases.labels(arm).inc()
+        if event.amount > 0:
+            state.metrics.revenue.labels(arm).inc(event.amount)
 
 
 def _local(ts: datetime, zone: tzinfo) -> datetime:

@@ -47,9 +47,17 @@ def similar(
         bundle_id=model.id,
         tier=ranked.tier,
         items=[
-            RecommendedItem(item_id=i, score=s, source=src, category=c)
-            for i, s, src, c in zip(
-                ranked.item_ids, ranked.scores, ranked.sources, ranked.categories, strict=True
+            RecommendedItem(
+                item_id=i, score=s, source=src, category=c, reason=why, anchor_item_id=anchor
+            )
+            for i, s, src, c, why, anchor in zip(
+                ranked.item_ids,
+                ranked.scores,
+                ranked.sources,
+                ranked.categories,
+                ranked.reasons,
+                ranked.anchors,
+                strict=True,
             )
         ],
     )

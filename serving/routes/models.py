@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 
 from serving.deps import Admin, AnyCaller, State
-from serving.errors import ModelLoadError
+from serving.errors import ConflictError, ModelLoadError
 from serving.model import ModelInfo
 from serving.online import StoreDownError
 from serving.routes._problems import secured
@@ -59,22 +59,29 @@ def reload(
     the old model. A model that fails to load leaves the old one serving (409). The other
     workers follow through the record published in Redis."""
     uri = body.uri if body is not None else None
+    role = body.role if body is not None else "champion"
+    holder = state.holder_of(role)
+    if holder is None:
+        raise ConflictError(
+            "no challenger is configured: set RECSYS_CHALLENGER_URI to run an experiment"
+        )
     try:
-        outcome = state.holder.reload(uri)
+        outcome = holder.reload(uri)
     except ModelLoadError:
         state.metrics.reloads.labels("failed").inc()
         raise
     except RuntimeError as exc:  # "~user/..." of an unknown user: Path.expanduser
         state.metrics.reloads.labels("failed").inc()
         raise ModelLoadError(
-            f"model URI {uri!r}: {exc}; model {state.holder.current.info.label} keeps serving"
+            f"model URI {uri!r}: {exc}; model {holder.current.info.label} keeps serving"
         ) from exc
     propagated = False
     if outcome.changed:
         state.metrics.reloads.labels("changed").inc()
-        state.metrics.set_model(outcome.current.label, outcome.current.bundle_id)
+        if role == "champion":
+            state.metrics.set_model(outcome.current.label, outcome.current.bundle_id)
         try:
-            state.gateway.publish_model(published_record(state.settings, outcome.current))
+            state.gateway.publish_model(published_record(holder, outcome.current), role)
             propagated = True
         except StoreDownError as exc:
             log.warning("reload not published to the other workers: %s", exc)

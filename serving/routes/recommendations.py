@@ -21,11 +21,13 @@ ROUTE_PATH = "/v1/members/{member_id}/recommendations"
 async def answer(state: AppState, member_id: str, query: ListQuery) -> tuple[bytes, str]:
     """The response body and the cache outcome for a parsed query: shared by the route and
     the fast path (serving/fastpath.py), so both answer byte for byte the same."""
-    model = state.holder.current  # this request finishes on this model
+    arm, model = state.model_for(member_id)  # this request finishes on this model
     settings = state.settings
     policy = query.policy(settings.purchased_policy)
     variant = f"{query.cache_key()}|{policy.value}" if settings.cache_enabled else None
-    return await state.batcher.submit(model, member_id, query=query, policy=policy, variant=variant)
+    return await state.batcher.submit(
+        model, member_id, query=query, policy=policy, variant=variant, arm=arm
+    )
 
 
 @router.get(

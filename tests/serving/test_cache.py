@@ -18,6 +18,8 @@ def test_second_request_is_a_hit_with_the_same_answer(cached_service: Service) -
     first_state, first = get(cached_service, "m_tea", k=4)
     second_state, second = get(cached_service, "m_tea", k=4)
     assert (first_state, second_state) == ("miss", "hit")
+    # the same list; every served list has its own id (the exposure log tells them apart)
+    assert second.pop("recommendation_id") != first.pop("recommendation_id")
     assert second == first
     # another variant of the request is cached separately
     assert get(cached_service, "m_tea", k=3)[0] == "miss"
