@@ -38,7 +38,7 @@ from engine.ranking.kernel import Ranker, Request
 from engine.ranking.lanes import read_precomputed
 from engine.ranking.lists import RankedList
 from engine.ranking.query import ListQuery, request_rules
-from engine.ranking.reasons import ANCHORS, Explained, explain
+from engine.ranking.reasons import ANCHORS, Explained, explain, explain_many
 from feature_store.online.profile import MemberProfile
 from serving import model_foldin
 from serving.model_foldin import FeatureEmbedding
@@ -208,20 +208,18 @@ class ServingModel:
         """:meth:`recommend` for many requests at once, through the ranking kernel
         (:class:`engine.ranking.kernel.Ranker`): one vectorized call for the whole batch."""
         requests = [self.request(ask) for ask in asks]
-        out = []
-        for done, request in zip(self.ranker.rank(requests), requests, strict=True):
-            recent = self.ranker.recent_purchases(request, ANCHORS)
-            explained = explain(self.item_vectors, done.ranked, recent)
-            out.append(
-                self._external(
-                    done.ranked,
-                    done.basis,
-                    fallback=done.fallback,
-                    tier=request.tier,
-                    explained=explained,
-                )
+        ranked = self.ranker.rank(requests)
+        explained = explain_many(
+            self.item_vectors,
+            [done.ranked for done in ranked],
+            [self.ranker.recent_purchases(request, ANCHORS) for request in requests],
+        )
+        return [
+            self._external(
+                done.ranked, done.basis, fallback=done.fallback, tier=request.tier, explained=why
             )
-        return out
+            for done, request, why in zip(ranked, requests, explained, strict=True)
+        ]
 
     def request(self, ask: Ask) -> Request:
         """The kernel's request for an ask: the member's row, tier and vector (fold-in after
@@ -299,9 +297,12 @@ class ServingModel:
     ) -> Recommended:
         codes = self.catalog.category_codes[ranked.items]
         anchors = explained.anchors
-        anchor_ids = self.item_ids.ids_at(np.maximum(anchors, 0)).tolist() if anchors.size else []
+        n = ranked.items.size
+        # one id lookup for the items and their anchors
+        external = self.item_ids.ids_at(np.concatenate([ranked.items, np.maximum(anchors, 0)]))
+        item_ids, anchor_ids = external[:n].tolist(), external[n:].tolist()
         return Recommended(
-            item_ids=self.item_ids.ids_at(ranked.items).tolist(),
+            item_ids=item_ids,
             scores=[float(s) if math.isfinite(s) else 0.0 for s in ranked.scores.tolist()],
             sources=[SERVING_SOURCES[s] for s in ranked.sources.tolist()],
             categories=[c or None for c in self._categories[codes].tolist()],

@@ -114,9 +114,10 @@ class Ranker:
         history = self.blender.history
         if request.row >= 0:
             start, stop = int(history.indptr[request.row]), int(history.indptr[request.row + 1])
-            weights = np.asarray(history.data[start:stop])
-            order = np.argsort(-weights, kind="stable")[:limit]
-            own: IntArray = history.indices[start:stop][order].astype(np.int64)
+            own: IntArray = history.indices[start:stop].astype(np.int64)
+            if stop - start > limit:  # only then does the choice of the heaviest matter
+                weights = np.asarray(history.data[start:stop])
+                own = own[np.argsort(-weights, kind="stable")[:limit]]
         else:
             own = _NONE
         recent = request.recent_items[::-1]

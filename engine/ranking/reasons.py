@@ -95,8 +95,56 @@ def explain(
 def explain_many(
     item_vectors: FloatArray, lists: Sequence[RankedList], recents: Sequence[IntArray]
 ) -> list[Explained]:
-    """:func:`explain` for a batch of lists."""
-    return [explain(item_vectors, r, h) for r, h in zip(lists, recents, strict=True)]
+    """:func:`explain` for a batch of lists (no seed), vectorized over the batch: one product
+    of every embedding item with its member's recent purchases."""
+    n = len(lists)
+    if n == 0:
+        return []
+    lengths = np.fromiter((len(r) for r in lists), dtype=np.int64, count=n)
+    if not lengths.sum():
+        return [Explained((), np.zeros(0, np.int64)) for _ in lists]
+    items = np.concatenate([r.items for r in lists])
+    sources = np.concatenate([r.sources for r in lists]).astype(np.int64)
+    owner = np.repeat(np.arange(n), lengths)
+    depth = np.fromiter((min(len(h), ANCHORS) for h in recents), dtype=np.int64, count=n)
+    width = int(depth.max())
+    anchors = np.full(items.size, -1, dtype=np.int64)
+    codes = _CODE_OF_SOURCE[np.clip(sources, 0, _CODE_OF_SOURCE.size - 1)]
+    model = sources == SOURCE_MODEL
+    has_history = depth[owner] > 0
+    codes[model & ~has_history] = _SIMILAR_MEMBERS
+    picked = np.flatnonzero(model & has_history)
+    if picked.size:
+        history = np.full((n, width), -1, dtype=np.int64)
+        for row, h in enumerate(recents):
+            history[row, : depth[row]] = h[: depth[row]]
+        candidates = history[owner[picked]]  # picked x width
+        scores = np.einsum(
+            "pd,phd->ph",
+            item_vectors[items[picked]],
+            item_vectors[np.maximum(candidates, 0)],
+        )
+        scores[candidates < 0] = -np.inf
+        anchors[picked] = candidates[np.arange(picked.size), np.argmax(scores, axis=1)]
+    names = np.asarray(REASONS, dtype=object)[codes]
+    bounds = np.r_[0, np.cumsum(lengths)]
+    return [
+        Explained(
+            tuple(names[bounds[i] : bounds[i + 1]].tolist()), anchors[bounds[i] : bounds[i + 1]]
+        )
+        for i in range(n)
+    ]
+
+
+#: reason index of each source code (the embedding source is decided per member)
+_CODE_OF_SOURCE = np.asarray(
+    [
+        0 if code == SOURCE_MODEL else REASONS.index(_BY_SOURCE.get(code, "trending"))
+        for code in range(max(_BY_SOURCE) + 1)
+    ],
+    dtype=np.int64,
+)
+_SIMILAR_MEMBERS = REASONS.index("similar_members")
 
 
 __all__ = ["ANCHORS", "REASONS", "Explained", "explain", "explain_many"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.ranking.lists import RankedList
-from engine.ranking.reasons import explain
+from engine.ranking.reasons import explain, explain_many
 from engine.ranking.sources import (
     SOURCE_BUY_AGAIN,
     SOURCE_MODEL,
@@ -65,3 +65,18 @@ def test_without_purchases_embedding_items_come_from_similar_members() -> None:
 def test_similar_items_are_anchored_on_the_seed() -> None:
     out = explain(VECTORS, ranked([1], [SOURCE_SIMILAR]), np.zeros(0, np.int64), seed=0)
     assert (out.reasons, out.anchors.tolist()) == (("similar_item",), [0])
+
+
+def test_a_batch_is_explained_as_each_list_alone() -> None:
+    lists = [
+        ranked([1, 3, 4], [SOURCE_MODEL] * 3),
+        ranked([2, 0], [SOURCE_MODEL, SOURCE_BUY_AGAIN]),
+        ranked([], []),
+        ranked([4, 2], [SOURCE_PROMOTED, SOURCE_MODEL]),
+    ]
+    recents = [np.asarray([0, 2]), np.zeros(0, np.int64), np.asarray([1]), np.asarray([3, 4])]
+    batch = explain_many(VECTORS, lists, recents)
+    for got, lst, recent in zip(batch, lists, recents, strict=True):
+        alone = explain(VECTORS, lst, recent)
+        assert got.reasons == alone.reasons
+        assert got.anchors.tolist() == alone.anchors.tolist()
