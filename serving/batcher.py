@@ -37,6 +37,7 @@ from feature_store.online.exposures import Exposure
 from feature_store.online.profile import MemberProfile
 from serving.metrics import Metrics
 from serving.model import Ask, PurchasedPolicy, Recommended, ServingModel
+from serving.model_types import item_rows
 from serving.online import OnlineGateway, StoreDownError, decode_overlay
 
 log = logging.getLogger("recsys.serving")
@@ -274,25 +275,7 @@ def _body(
         "basis": ranked.basis,
         "fallback": ranked.fallback,
         "degraded": degraded,
-        "items": [
-            {
-                "item_id": i,
-                "score": s,
-                "source": src,
-                "category": c,
-                "reason": why,
-                "anchor_item_id": anchor,
-            }
-            for i, s, src, c, why, anchor in zip(
-                ranked.item_ids,
-                ranked.scores,
-                ranked.sources,
-                ranked.categories,
-                ranked.reasons,
-                ranked.anchors,
-                strict=True,
-            )
-        ],
+        "items": item_rows(ranked),
     }
     return to_json(body)
 

@@ -71,6 +71,29 @@ class Recommended:
     anchors: list[str | None]
 
 
+def item_rows(ranked: Recommended) -> list[dict[str, Any]]:
+    """The items of a ranked list as response rows (serving/schemas.py ``RecommendedItem``)."""
+    return [
+        {
+            "item_id": i,
+            "score": s,
+            "source": src,
+            "category": c,
+            "reason": why,
+            "anchor_item_id": anchor,
+        }
+        for i, s, src, c, why, anchor in zip(
+            ranked.item_ids,
+            ranked.scores,
+            ranked.sources,
+            ranked.categories,
+            ranked.reasons,
+            ranked.anchors,
+            strict=True,
+        )
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     label: str
@@ -123,4 +146,5 @@ __all__ = [
     "Recommended",
     "ServedModel",
     "bundle_id",
+    "item_rows",
 ]

@@ -8,6 +8,7 @@ from starlette.responses import Response
 from engine.ranking.query import DEFAULT_K
 from serving.deps import CurrentModel, Storefront
 from serving.errors import NotFoundError
+from serving.model_types import item_rows
 from serving.routes._problems import secured
 from serving.schemas import (
     CategoryQuery,
@@ -46,19 +47,6 @@ def similar(
         model_version=model.info.label,
         bundle_id=model.id,
         tier=ranked.tier,
-        items=[
-            RecommendedItem(
-                item_id=i, score=s, source=src, category=c, reason=why, anchor_item_id=anchor
-            )
-            for i, s, src, c, why, anchor in zip(
-                ranked.item_ids,
-                ranked.scores,
-                ranked.sources,
-                ranked.categories,
-                ranked.reasons,
-                ranked.anchors,
-                strict=True,
-            )
-        ],
+        items=[RecommendedItem(**row) for row in item_rows(ranked)],
     )
     return Response(body.model_dump_json().encode(), media_type="application/json")

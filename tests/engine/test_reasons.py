@@ -80,3 +80,12 @@ def test_a_batch_is_explained_as_each_list_alone() -> None:
         alone = explain(VECTORS, lst, recent)
         assert got.reasons == alone.reasons
         assert got.anchors.tolist() == alone.anchors.tolist()
+
+
+def test_the_api_documents_exactly_the_engine_reasons() -> None:
+    from typing import get_args
+
+    from engine.ranking.reasons import REASONS
+    from serving.schemas import Reason
+
+    assert set(get_args(Reason)) == set(REASONS)
