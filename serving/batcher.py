@@ -137,18 +137,104 @@ class RecommendationBatcher:
     # -- in the worker thread ----------------------------------------------------------------
 
     def _process(self, batch: Sequence[Pending]) -> list[Answer | BaseException]:
+        """One batch, whatever models its requests use (champion and challenger): one read of
+        the cache and overlays, one of the profiles, one ranking call per model, one cache
+        write and one exposure-log write."""
+        gateway, metrics = self.gateway, self.metrics
+        degraded = False
+        try:
+            states = gateway.member_states([(p.model.id, p.member_id, p.variant) for p in batch])
+        except StoreDownError:
+            states = [(None, None)] * len(batch)
+            degraded = True
         answers: list[Answer | BaseException] = [RuntimeError("not processed")] * len(batch)
-        groups: dict[int, list[int]] = {}
-        for i, pending in enumerate(batch):
-            groups.setdefault(id(pending.model), []).append(i)
-        for positions in groups.values():
-            part = [batch[i] for i in positions]
-            for i, answer in zip(positions, self._process_model(part), strict=True):
-                answers[i] = answer
+        items_of: list[list[str] | None] = [None] * len(batch)
+        todo: list[int] = []
+        for i, (pending, (cached, _)) in enumerate(zip(batch, states, strict=True)):
+            if pending.variant is not None:
+                metrics.cache.labels("error" if degraded else "hit" if cached else "miss").inc()
+            if cached is not None:
+                answers[i] = (cached, "hit")
+            else:
+                todo.append(i)
+        if todo:
+            degraded = self._answer(batch, states, todo, answers, items_of, degraded)
+        self._stamp_and_log(batch, answers, items_of)
         return answers
 
-    def _process_model(self, batch: Sequence[Pending]) -> list[Answer | BaseException]:
-        answers = self._answer_model(batch)
+    def _answer(
+        self,
+        batch: Sequence[Pending],
+        states: Sequence[tuple[bytes | None, bytes | None]],
+        todo: list[int],
+        answers: list[Answer | BaseException],
+        items_of: list[list[str] | None],
+        degraded: bool,
+    ) -> bool:
+        """Rank the requests not answered from the cache (``todo``), one call per model; fills
+        ``answers`` and ``items_of``; returns whether the batch was degraded."""
+        gateway, metrics = self.gateway, self.metrics
+        profiles: dict[str, MemberProfile | None] = {}
+        if not degraded:
+            wanted = list(dict.fromkeys(batch[i].member_id for i in todo))
+            try:
+                found = gateway.call(lambda store: store.get_profiles(wanted))
+                profiles = dict(zip(wanted, found, strict=True))
+            except (StoreDownError, OnlineStoreError) as exc:
+                log.warning("profiles not read, serving without them: %s", exc)
+                degraded = True
+        metrics.degraded.set(1 if gateway.degraded else 0)
+        by_model: dict[int, list[int]] = {}
+        for i in todo:
+            by_model.setdefault(id(batch[i].model), []).append(i)
+        to_cache: list[tuple[str, str, str, bytes]] = []
+        for positions in by_model.values():
+            model = batch[positions[0]].model
+            asks = [self._ask(batch[i], states[i][1], profiles) for i in positions]
+            for i, result in zip(positions, self._recommend(model, asks), strict=True):
+                pending = batch[i]
+                if isinstance(result, BaseException):
+                    answers[i] = result
+                    continue
+                if result.fallback:
+                    metrics.fallbacks.labels(result.basis).inc()
+                payload = _body(model, pending.member_id, pending.arm, result, degraded)
+                answers[i] = (payload, "off" if pending.variant is None else "miss")
+                items_of[i] = result.item_ids
+                if pending.variant is not None and not degraded:
+                    to_cache.append((model.id, pending.member_id, pending.variant, payload))
+        if to_cache:
+            try:
+                gateway.cache_put_many(to_cache)
+            except StoreDownError:
+                metrics.cache.labels("error").inc(len(to_cache))
+        return degraded
+
+    @staticmethod
+    def _ask(pending: Pending, raw: bytes | None, profiles: dict[str, MemberProfile | None]) -> Ask:
+        model = pending.model
+        overlay = (
+            None if raw is None else decode_overlay(raw, model.fold.dim, model.catalog.n_items)
+        )
+        query = pending.query
+        return Ask(
+            pending.member_id,
+            profiles.get(pending.member_id),
+            overlay,
+            query.k,
+            query.category,
+            pending.policy,
+            query if query.rules_beyond_k else None,
+        )
+
+    def _stamp_and_log(
+        self,
+        batch: Sequence[Pending],
+        answers: list[Answer | BaseException],
+        items_of: list[list[str] | None],
+    ) -> None:
+        """Give every answer its own recommendation id and append the served lists to the
+        exposure log (one write per batch); a failed write is counted, never fails an answer."""
         served_ms = int(time.time() * 1000)
         exposures: list[Exposure] = []
         for i, (pending, answer) in enumerate(zip(batch, answers, strict=True)):
@@ -159,7 +245,9 @@ class RecommendationBatcher:
             answers[i] = (b'{"recommendation_id":"' + rid.encode() + b'",' + payload[1:], cache)
             self.metrics.exposures.labels(pending.arm).inc()
             if self.log_exposures:
-                items = [item["item_id"] for item in from_json(payload)["items"]]
+                items = items_of[i]
+                if items is None:  # a cached answer: its items are in the body
+                    items = [item["item_id"] for item in from_json(payload)["items"]]
                 exposures.append(
                     Exposure(
                         rid,
@@ -176,74 +264,6 @@ class RecommendationBatcher:
             except StoreDownError as exc:
                 self.metrics.exposure_errors.inc(len(exposures))
                 log.warning("%d served lists not logged for attribution: %s", len(exposures), exc)
-        return answers
-
-    def _answer_model(self, batch: Sequence[Pending]) -> list[Answer | BaseException]:
-        model = batch[0].model
-        gateway, metrics = self.gateway, self.metrics
-        degraded = False
-        try:
-            states = gateway.member_states(model.id, [(p.member_id, p.variant) for p in batch])
-        except StoreDownError:
-            states = [(None, None)] * len(batch)
-            degraded = True
-        answers: list[Answer | BaseException] = [RuntimeError("not processed")] * len(batch)
-        todo: list[int] = []
-        for i, (pending, (cached, _)) in enumerate(zip(batch, states, strict=True)):
-            if pending.variant is not None:
-                metrics.cache.labels("error" if degraded else "hit" if cached else "miss").inc()
-            if cached is not None:
-                answers[i] = (cached, "hit")
-            else:
-                todo.append(i)
-        if not todo:
-            return answers
-        profiles: dict[str, MemberProfile | None] = {}
-        if not degraded:
-            wanted = list(dict.fromkeys(batch[i].member_id for i in todo))
-            try:
-                found = gateway.call(lambda store: store.get_profiles(wanted))
-                profiles = dict(zip(wanted, found, strict=True))
-            except (StoreDownError, OnlineStoreError) as exc:
-                log.warning("profiles not read, serving without them: %s", exc)
-                degraded = True
-        metrics.degraded.set(1 if gateway.degraded else 0)
-        asks = []
-        for i in todo:
-            pending, raw = batch[i], states[i][1]
-            overlay = (
-                None if raw is None else decode_overlay(raw, model.fold.dim, model.catalog.n_items)
-            )
-            asks.append(
-                Ask(
-                    pending.member_id,
-                    profiles.get(pending.member_id),
-                    overlay,
-                    pending.query.k,
-                    pending.query.category,
-                    pending.policy,
-                    pending.query if pending.query.rules_beyond_k else None,
-                )
-            )
-        results = self._recommend(model, asks)
-        to_cache: list[tuple[str, str, bytes]] = []
-        for i, result in zip(todo, results, strict=True):
-            pending = batch[i]
-            if isinstance(result, BaseException):
-                answers[i] = result
-                continue
-            if result.fallback:
-                metrics.fallbacks.labels(result.basis).inc()
-            payload = _body(model, pending.member_id, pending.arm, result, degraded)
-            answers[i] = (payload, "off" if pending.variant is None else "miss")
-            if pending.variant is not None and not degraded:
-                to_cache.append((pending.member_id, pending.variant, payload))
-        if to_cache:
-            try:
-                gateway.cache_put_many(model.id, to_cache)
-            except StoreDownError:
-                metrics.cache.labels("error").inc(len(to_cache))
-        return answers
 
     @staticmethod
     def _recommend(model: ServingModel, asks: list[Ask]) -> list[Recommended | BaseException]:

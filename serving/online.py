@@ -252,27 +252,28 @@ class OnlineGateway:
     # -- request helpers ---------------------------------------------------------------------
 
     def member_states(
-        self, model_id: str, requests: Sequence[tuple[str, str | None]]
+        self, requests: Sequence[tuple[str, str, str | None]]
     ) -> list[tuple[bytes | None, bytes | None]]:
-        """For each ``(member_id, variant)``: the cached response of that variant (None when
-        absent or the cache is off: variant None) and the member's raw overlay, all in one
-        round trip."""
+        """For each ``(model_id, member_id, variant)``: the cached response of that variant
+        under that model (None when absent or the cache is off: variant None) and the member's
+        raw overlay under that model, all in one round trip."""
 
         def read(store: RedisOnlineStore) -> list[tuple[bytes | None, bytes | None]]:
-            if all(variant is None for _, variant in requests):  # cache off: one MGET
+            keys = self.keys
+            if all(variant is None for _, _, variant in requests):  # cache off: one MGET
                 folds: list[Any] = store.client.mget(
-                    [self.keys.serving_fold(model_id, member_id) for member_id, _ in requests]
+                    [keys.serving_fold(model_id, member_id) for model_id, member_id, _ in requests]
                 )
                 return [(None, raw) for raw in folds]
             pipe = store.client.pipeline(transaction=False)
-            for member_id, variant in requests:
+            for model_id, member_id, variant in requests:
                 if variant is not None:
-                    pipe.hget(self.keys.serving_results(model_id, member_id), variant)
-                pipe.get(self.keys.serving_fold(model_id, member_id))
+                    pipe.hget(keys.serving_results(model_id, member_id), variant)
+                pipe.get(keys.serving_fold(model_id, member_id))
             values: list[Any] = pipe.execute()
             out: list[tuple[bytes | None, bytes | None]] = []
             position = 0
-            for _, variant in requests:
+            for _, _, variant in requests:
                 cached = None
                 if variant is not None:
                     cached = values[position]
@@ -283,13 +284,14 @@ class OnlineGateway:
 
         return self.call(read) if requests else []
 
-    def cache_put_many(self, model_id: str, entries: Sequence[tuple[str, str, bytes]]) -> None:
-        """Store ``(member_id, variant, response)`` entries with the cache TTL, one round trip."""
+    def cache_put_many(self, entries: Sequence[tuple[str, str, str, bytes]]) -> None:
+        """Store ``(model_id, member_id, variant, response)`` entries with the cache TTL, one
+        round trip."""
         ttl = self.settings.cache_ttl_seconds
 
         def write(store: RedisOnlineStore) -> None:
             pipe = store.client.pipeline(transaction=False)
-            for member_id, variant, payload in entries:
+            for model_id, member_id, variant, payload in entries:
                 key = self.keys.serving_results(model_id, member_id)
                 pipe.hset(key, variant, payload)
                 pipe.expire(key, ttl)

@@ -1,15 +1,16 @@
 """The exposure log: every recommendation list the service served, for experiment attribution.
 
-A Redis stream (``RedisKeys.exposures``), capped at about ``max_entries`` (``XADD MAXLEN ~``):
-the service appends one entry per served list in the pipeline of the batch that answered it,
-so logging costs one round trip per batch, not per request, and the log can never grow past
-the cap (the oldest entries go first). Why Redis and not the campaign database: the hot path
+A Redis stream (``RedisKeys.exposures``), capped at about ``max_entries`` stream entries
+(``XADD MAXLEN ~``): the service appends **one entry per answered batch** holding every list
+of the batch (up to 64), so logging costs one command per batch, not per request, and the log
+can never grow past the cap (the oldest entries go first; at ``max_entries`` entries it holds
+that many batches, between 1 and 64 lists each). Why Redis and not the campaign database: the hot path
 already talks to Redis, and an exposure is worth keeping only as long as attribution can use
 it (days to weeks); the report reads the window it needs with ``XRANGE``.
 
-Entry fields: ``rid`` (recommendation id), ``m`` (member id), ``v`` (variant), ``b`` (bundle
-id), ``i`` (the item ids, comma-joined, in rank order), ``t`` (served at, epoch milliseconds;
-also the entry id's time part).
+Entry field ``d``: a JSON array with one ``[recommendation id, member id, variant, bundle id,
+[item ids in rank order], served at (epoch milliseconds)]`` per served list; the entry id's
+time part is when the batch was written.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import polars as pl
+from pydantic_core import from_json, to_json
 
 from feature_store.online.store import as_text
 from feature_store.redis_keys import RedisKeys
 
 #: default cap of the stream (entries)
 DEFAULT_MAX_ENTRIES: Final = 2_000_000
-_READ_CHUNK: Final = 10_000
+_READ_CHUNK: Final = 2_000
+#: how much later than its lists' serving time an entry may be written (ms)
+_SLACK_MS: Final = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,21 +43,22 @@ class Exposure:
     items: tuple[str, ...]
     served_ms: int
 
-    def fields(self) -> dict[str, str]:
-        return {
-            "rid": self.recommendation_id,
-            "m": self.member_id,
-            "v": self.variant,
-            "b": self.bundle_id,
-            "i": ",".join(self.items),
-            "t": str(self.served_ms),
-        }
+    def record(self) -> list[Any]:
+        return [
+            self.recommendation_id,
+            self.member_id,
+            self.variant,
+            self.bundle_id,
+            list(self.items),
+            self.served_ms,
+        ]
 
 
 def append(pipe: Any, keys: RedisKeys, exposures: Sequence[Exposure], max_entries: int) -> None:
-    """Queue the exposures on a Redis pipeline (the caller executes it)."""
-    for exposure in exposures:
-        pipe.xadd(keys.exposures, exposure.fields(), maxlen=max_entries, approximate=True)
+    """Queue one stream entry holding ``exposures`` on a Redis pipeline or client."""
+    if exposures:
+        payload = to_json([e.record() for e in exposures])
+        pipe.xadd(keys.exposures, {"d": payload}, maxlen=max_entries, approximate=True)
 
 
 def read(client: Any, keys: RedisKeys, start_ms: int, end_ms: int) -> pl.DataFrame:
@@ -81,25 +86,24 @@ def read(client: Any, keys: RedisKeys, start_ms: int, end_ms: int) -> pl.DataFra
 
 
 def _entries(client: Any, keys: RedisKeys, start_ms: int, end_ms: int) -> Iterator[Exposure]:
-    low = f"{start_ms}-0"
-    high = f"{max(start_ms, end_ms - 1)}-18446744073709551615"
     if end_ms <= start_ms:
         return
+    # an entry is written when its batch was answered, after its lists were served: read from
+    # a little before the window to the end of the stream (a list served in the window may
+    # have been written late, or replayed), and keep the lists served in the window
+    low = f"{max(0, start_ms - _SLACK_MS)}-0"
+    high = "+"
     while True:
         batch = client.xrange(keys.exposures, min=low, max=high, count=_READ_CHUNK)
         if not batch:
             return
-        for entry_id, raw in batch:
-            fields = {as_text(k): as_text(v) for k, v in raw.items()}
-            items = fields.get("i", "")
-            yield Exposure(
-                fields.get("rid", ""),
-                fields.get("m", ""),
-                fields.get("v", ""),
-                fields.get("b", ""),
-                tuple(items.split(",")) if items else (),
-                int(fields.get("t") or as_text(entry_id).partition("-")[0]),
-            )
+        for _, raw in batch:
+            fields = {as_text(k): v for k, v in raw.items()}
+            for rid, member, variant, bundle, items, served in from_json(fields.get("d", b"[]")):
+                if start_ms <= served < end_ms:
+                    yield Exposure(
+                        str(rid), str(member), str(variant), str(bundle), tuple(items), int(served)
+                    )
         last = as_text(batch[-1][0])
         ms, _, seq = last.partition("-")
         low = f"{ms}-{int(seq) + 1}"
