@@ -12,6 +12,7 @@ from cli import (
     campaign,
     data,
     demo,
+    experiment,
     features,
     members,
     models,
@@ -39,6 +40,7 @@ app.command("serve")(serve.serve)
 app.add_typer(serve.keys_app, name="api-key")
 app.add_typer(audience.app, name="audience")
 app.add_typer(campaign.app, name="campaign")
+app.add_typer(experiment.app, name="experiment")
 app.add_typer(members.app, name="members")
 app.add_typer(value.app, name="value")
 

@@ -4,12 +4,20 @@ The tracking store is ``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else the
 SQLite store under ``mlflow/`` (see mlflow/README.md). Exit codes: 0 success; 1 bad input (an
 unknown version, an unreachable store; one-line reason on stderr); 2 wrong usage; 3 the
 promotion gate refused the version (reason on stderr, the alias did not move).
+
+``promote --require-online-win`` decides on the champion-vs-challenger experiment the service
+runs instead of the offline metric: the current experiment report (cli/experiment.py, the
+service's report path) must show the challenger significantly better on conversion to a
+recommended item, with at least ``--min-members`` exposed members per variant, no significant
+loss of revenue per member, and the challenger's lists served by this version's bundle
+(engine.experiments.gate); else exit 3. docs/experiments.md.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,7 +25,16 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
+from cli.campaign import DatabaseUrl, DataDir, DataTimezone
 from cli.errors import fail, handles_errors
+from cli.experiment import (
+    AttributionHours,
+    Days,
+    Experiment,
+    RedisPrefix,
+    RedisUrl,
+    current_report,
+)
 
 if TYPE_CHECKING:
     from training.tracking import Tracker
@@ -138,13 +155,66 @@ def promote_cmd(
     ] = False,
     reason: Annotated[str, typer.Option(help="Why (recorded on the version).")] = "",
     tracking_uri: TrackingUriOption = None,
+    require_online_win: Annotated[
+        bool,
+        typer.Option(
+            "--require-online-win",
+            help="Decide on the online experiment instead of the offline metric: promote only "
+            "if the challenger (this version) is significantly better on conversion to a "
+            "recommended item in the current experiment report.",
+        ),
+    ] = False,
+    min_members: Annotated[
+        int,
+        typer.Option(
+            "--min-members", min=1, help="Exposed members each variant needs (online gate)."
+        ),
+    ] = 1_000,
+    days: Days = 7,
+    redis_url: RedisUrl = None,
+    redis_prefix: RedisPrefix = "recsys",
+    data_dir: DataDir = Path("data"),
+    database_url: DatabaseUrl = None,
+    data_timezone: DataTimezone = "UTC",
+    attribution_hours: AttributionHours = 24.0,
+    experiment: Experiment = "champion-vs-challenger",
 ) -> None:
-    """Move the alias `champion` to VERSION if it beats the champion on the same split.
+    """Move the alias `champion` to VERSION if it beats the champion on the same split (or,
+    with --require-online-win, if it won the online experiment).
 
     Exit code 3 when the gate refuses (the alias stays where it was).
     """
+    if require_online_win and force:
+        raise fail(
+            "--force cannot be combined with --require-online-win: the online gate is a "
+            "requirement, --force skips the gates"
+        )
     with _tracker(tracking_uri) as tracker:
-        result = tracker.promote(version, metric=metric, force=force, reason=reason)
+        evidence = None
+        if require_online_win:
+            from engine.experiments.gate import online_verdict
+            from serving.model_types import bundle_id
+
+            candidate = tracker.version(version)
+            report = current_report(
+                days=days,
+                end=None,
+                redis_url=redis_url,
+                redis_prefix=redis_prefix,
+                database_url=database_url,
+                data_dir=data_dir,
+                data_timezone=data_timezone,
+                attribution_hours=attribution_hours,
+                experiment=experiment,
+            )
+            bundle = bundle_id(tracker.resolve_bundle(candidate.uri))
+            verdict = online_verdict(report, min_members=min_members, challenger_bundle=bundle)
+            if not verdict.passed:
+                raise fail(f"not promoted: {verdict.reason}", EXIT_NOT_PROMOTED)
+            evidence = verdict.reason
+        result = tracker.promote(
+            version, metric=metric, force=force, reason=reason, online_evidence=evidence
+        )
     if not result.promoted:
         raise fail(f"not promoted: {result.reason}", EXIT_NOT_PROMOTED)
     typer.echo(f"member-recs version {version} is now the champion: {result.reason}")

@@ -42,6 +42,9 @@ from serving.routes import (
 from serving.routes import (
     campaigns as campaign_routes,
 )
+from serving.routes import (
+    experiments as experiment_routes,
+)
 from serving.routes._problems import contract_openapi
 from serving.security import KeyRing
 from serving.settings import Settings, SettingsError, load_settings
@@ -162,6 +165,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
         members,
         audiences,
         campaign_routes,
+        experiment_routes,
         events,
         models,
         health,

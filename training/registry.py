@@ -13,7 +13,11 @@ Promotion gate
     :data:`~training.tracking_store.SPLIT_FINGERPRINT_TAG`. No champion yet: promoted. Not
     better, a different or unknown split, or a missing metric: refused with the reason.
     ``force=True`` overrides the gate; the override is recorded as tags on the model version and
-    on its run.
+    on its run. ``online_evidence`` (the reason of an online experiment the candidate won,
+    engine.experiments.gate, checked by the caller: ``recsys models promote
+    --require-online-win``) replaces the offline comparison: a challenger is usually trained on
+    a newer split than the champion, and a significant win on live members is the stronger
+    evidence; the reason recorded on the version says so.
 
 :class:`training.tracking.Tracker` is a registry that also opens runs.
 """
@@ -270,8 +274,10 @@ class Registry:
         metric: str = DEFAULT_PROMOTION_METRIC,
         force: bool = False,
         reason: str = "",
+        online_evidence: str | None = None,
     ) -> PromotionResult:
-        """Move ``champion`` to ``version`` if it beats the champion on the same split."""
+        """Move ``champion`` to ``version`` if it beats the champion on the same split, or, with
+        ``online_evidence``, on that evidence (module docstring)."""
         key = metric_key(metric)
         candidate = self.version(version)
         current = self.champion()
@@ -286,14 +292,15 @@ class Registry:
 
         if current is not None and current.version == version:
             return result(False, f"version {version} is already the {CHAMPION}")
-        refusal = _gate(candidate, current, key)
+        refusal = None if online_evidence is not None else _gate(candidate, current, key)
         if refusal is not None and not force:
             return result(False, refusal)
-        why = (
-            f"forced: {reason or 'no reason given'} (gate: {refusal})"
-            if refusal is not None
-            else _promotion_reason(candidate, current, key)
-        )
+        if refusal is not None:
+            why = f"forced: {reason or 'no reason given'} (gate: {refusal})"
+        elif online_evidence is not None:
+            why = online_evidence + (f"; {reason}" if reason else "")
+        else:
+            why = _promotion_reason(candidate, current, key)
         if force and refusal is None:
             why = f"forced: {reason or 'no reason given'} ({why})"
         self._move_champion(candidate, previous, why, forced=force)

@@ -50,6 +50,7 @@ ROLES = {
     "members": Role.MARKETER,
     "audiences": Role.MARKETER,
     "campaigns": Role.MARKETER,
+    "experiments": Role.MARKETER,
     "events": Role.INGEST,
     "models": Role.ADMIN,
 }
