@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from engine.experiments.assignment import variant_of
+from engine.experiments.assignment import Variant, variant_of
 from feature_store.policy import FeaturePolicy
 from serving.audiences import AudienceService
 from serving.batcher import RecommendationBatcher
@@ -48,7 +48,7 @@ class AppState:
     def holder_of(self, role: str) -> ModelHolder | None:
         return self.holder if role == "champion" else self.challenger
 
-    def model_for(self, member_id: str) -> tuple[str, ServingModel]:
+    def model_for(self, member_id: str) -> tuple[Variant, ServingModel]:
         """The variant a member sees and its model (engine.experiments.assignment): always the
         champion without an experiment."""
         challenger = self.challenger

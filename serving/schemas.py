@@ -242,6 +242,12 @@ class Profile(_Out):
     as_of: LocalTime
     in_model: bool = Field(description="Whether the served model has a vector for the member.")
     recent_purchases: list[RecentPurchaseOut]
+    variant: Literal["champion", "challenger"] = Field(
+        description="The experiment variant the member sees."
+    )
+    for_you: list[RecommendedItem] = Field(
+        description="The member's current top 10, as the storefront gets them, each with its reason."
+    )
 
 
 _SAME_SIGNS: Final[dict[str, Any]] = {

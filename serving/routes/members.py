@@ -8,12 +8,15 @@ from typing import Annotated, Final
 import anyio.to_thread
 from fastapi import APIRouter, Query
 
+from engine.experiments.assignment import Variant
 from feature_store.online.profile import MemberProfile, RecentPurchase
 from serving.audience_schemas import IsoDate
-from serving.deps import Campaigns, CurrentModel, Marketer, State
+from serving.deps import AppState, Campaigns, CurrentModel, Marketer, State
 from serving.errors import NotFoundError, ServiceUnavailableError
 from serving.member_value import at_risk_list
-from serving.online import StoreDownError
+from serving.model import PurchasedPolicy
+from serving.model_types import item_rows
+from serving.online import StoreDownError, decode_overlay
 from serving.routes._problems import secured
 from serving.schemas import (
     QUERY_INT,
@@ -21,11 +24,14 @@ from serving.schemas import (
     MemberIdPath,
     Profile,
     RecentPurchaseOut,
+    RecommendedItem,
     RfmOut,
     ValueOut,
 )
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
+#: items of the "for you" list a profile shows
+FOR_YOU_SHOWN: Final = 10
 RECENT_SHOWN = 10
 MAX_AT_RISK: Final = 10_000
 
@@ -96,6 +102,7 @@ def profile(
     if found is None:
         raise NotFoundError(f"member {member_id!r} has no profile in the online store")
     p = found
+    variant, for_you = _for_you(state, member_id, p)
     return Profile(
         member_id=p.member_id,
         tier=p.tier,
@@ -127,6 +134,8 @@ def profile(
         ),
         as_of=p.as_of,
         in_model=model.member_ids.get(member_id) >= 0,
+        variant=variant,
+        for_you=for_you,
         recent_purchases=[
             RecentPurchaseOut(
                 order_id=r.order_id,
@@ -138,3 +147,24 @@ def profile(
             for r in recent
         ],
     )
+
+
+def _for_you(
+    state: AppState, member_id: str, profile: MemberProfile
+) -> tuple[Variant, list[RecommendedItem]]:
+    """The member's current "for you" list with each item's reason, as the storefront gets it
+    (the model of their experiment variant, purchases since the snapshot folded in)."""
+    variant, served = state.model_for(member_id)
+    try:
+        raw = state.gateway.member_states([(served.id, member_id, None)])[0][1]
+    except StoreDownError:
+        raw = None
+    overlay = None if raw is None else decode_overlay(raw, served.fold.dim, served.catalog.n_items)
+    listed = served.recommend(
+        member_id,
+        profile,
+        overlay,
+        k=FOR_YOU_SHOWN,
+        policy=PurchasedPolicy(state.settings.purchased_policy),
+    )
+    return variant, [RecommendedItem(**row) for row in item_rows(listed)]

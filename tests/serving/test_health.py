@@ -92,6 +92,14 @@ def test_profile(service: Service) -> None:
     assert body["in_model"] is True
     tea = service.get("/v1/members/m_tea/profile", Role.MARKETER).json()
     assert [p["item_id"] for p in tea["recent_purchases"]] == ["tea3"]
+    # the member's current list, as the storefront gets it, with the reason of each item
+    assert tea["variant"] == "champion"
+    assert ids({"items": tea["for_you"]}) == ids(service.recs("m_tea", k=10))
+    model_items = [i for i in tea["for_you"] if i["source"] == "model"]
+    assert model_items
+    assert {(i["reason"], i["anchor_item_id"]) for i in model_items} == {
+        ("because_you_bought", "tea3")
+    }
     assert service.get("/v1/members/ghost/profile", Role.MARKETER).status_code == 404
 
 
