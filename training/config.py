@@ -9,7 +9,8 @@ names logged to MLflow.
 Sections (docs/evaluation.md describes the evaluation keys)::
 
     name                  run name prefix
-    [split]               cutoff, test_end (inclusive dates) or test_days
+    [split]               cutoff, test_end (inclusive dates) or test_days; validation_days,
+                          as_of, refit, warm_refit (the refit starts ALS from the evaluated fit)
     [features]            policy: the feature policy TOML used for the snapshot
     [weights]             quantity, amount, half_life_days, [weights.tier], [weights.tags],
                           [weights.bm25]: how purchase lines become confidences

@@ -50,6 +50,10 @@ class SplitConfig:
     #: refit the chosen configuration on all purchases before ``as_of`` and ship that model
     #: (False ships the model evaluated on the test window, for reproduction)
     refit: bool = True
+    #: start an ALS refit from the evaluated model's factors (matched by id; newcomers get the
+    #: usual seeded init) with a third of the sweeps (training.fitting.warm_iterations);
+    #: False refits from scratch. Other model families always refit from scratch.
+    warm_refit: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,7 @@ class TrainConfig:
         flat["split.validation_days"] = split.validation_days or "auto"
         flat["split.as_of"] = split.as_of.isoformat() if split.as_of else "auto"
         flat["split.refit"] = split.refit
+        flat["split.warm_refit"] = split.warm_refit
         flat["features.policy"] = str(self.policy) if self.policy else "default"
         w = self.weights
         flat["weights.quantity"] = w.quantity

@@ -87,6 +87,7 @@ class SplitTable(ConfigModel):
     validation_days: int = Field(default=0, ge=0)
     as_of: TomlDate | None = None
     refit: bool = True
+    warm_refit: bool = True
 
     @model_validator(mode="after")
     def _windows_in_order(self) -> Self:

@@ -46,7 +46,13 @@ from training.evaluate import (
     new_report,
     served_ranker,
 )
-from training.fitting import build_blender, fit_config, headline_k, item_attributes
+from training.fitting import (
+    build_blender,
+    fit_config,
+    headline_k,
+    item_attributes,
+    warm_refit_start,
+)
 from training.outputs import (
     MAIN,
     AblationRow,
@@ -203,7 +209,7 @@ def train(options: TrainOptions, progress: Progress | None = None) -> TrainResul
             with clock.step(
                 "refit_s", f"refitting on every purchase before {windows.as_of.date()}"
             ):
-                shipped, blender = _refit(config, dataset, windows, source, options)
+                shipped, blender = _refit(config, dataset, windows, source, options, shipped)
         del test
 
         facts = _facts(
@@ -339,8 +345,10 @@ def _refit(
     windows: Windows,
     source: SnapshotSource,
     options: TrainOptions,
+    evaluated: Shipped,
 ) -> tuple[Shipped, Blender]:
-    """The chosen configuration fitted on every purchase before the refit date."""
+    """The chosen configuration fitted on every purchase before the refit date; an ALS refit
+    starts from the ``evaluated`` model's factors unless ``[split] warm_refit = false``."""
     stage = build_stage(
         "refit",
         dataset,
@@ -349,7 +357,10 @@ def _refit(
         options.out / "snapshot",
     )
     data = stage.prepared(config)
-    artifacts = fit_config(config, data, stage.snapshot)
+    warm = None
+    if config.split.warm_refit:
+        warm = warm_refit_start(config, evaluated.artifacts, evaluated.data, data)
+    artifacts = fit_config(config, data, stage.snapshot, warm)
     index, blender = build_blender(artifacts, data, config)
     return Shipped(artifacts, data, index, stage.snapshot_fingerprint), blender
 
@@ -380,6 +391,8 @@ def _facts(
         "windows": windows.describe(),
         "refit": refit,
         "trained_before": (windows.as_of if refit else split.cutoff).date().isoformat(),
+        "refit_start": _refit_start(refit, shipped),
+        "shipped_iterations": shipped.artifacts.params.get("iterations"),
         "members": data.n_members,
         "items": data.n_items,
         "train_lines": len(data.lines),
@@ -402,6 +415,14 @@ def _facts(
             "best_baseline_objective": round(baseline.objective, 6) if baseline else None,
         }
     return facts
+
+
+def _refit_start(refit: bool, shipped: Shipped) -> str | None:
+    """How the shipped model's fit started: "warm" (from the evaluated model's factors),
+    "cold" (from scratch), None without a refit (the evaluated model ships)."""
+    if not refit:
+        return None
+    return "warm" if shipped.artifacts.params.get("warm_start") else "cold"
 
 
 def _catalog(catalogue: dict[str, npt.NDArray[Any]], data: PreparedData) -> ItemCatalog:
