@@ -1,26 +1,35 @@
 """Does tier-aware training help high tiers on data with tier-specific tastes?
 
 For each seed, generates synthetic data with ``tier_taste`` on (higher tiers favour premium and
-exclusive items, docs/synthetic_data.md) and trains twice with training/configs/default.toml
-(ALS + blend), changing only ``[weights.tier]``:
+exclusive items, docs/synthetic_data.md) and compares, paired by seed, with a 95% confidence
+interval over seeds (Student t), two tier-aware mechanisms against tier-blind training
+(training/configs/default.toml, ALS + blend, every tier multiplier 1):
 
-* tier-blind: every multiplier 1;
-* tier-aware: regular 1, silver 1.5, gold 2, platinum 3, diamond 4.
+* tier multipliers (``[weights.tier]`` regular 1, silver 1.5, gold 2, platinum 3, diamond 4),
+  two full training runs: NDCG@10 for platinum and diamond members together ("all", "new"),
+  per tier and overall;
+* the tier segment (training/tier_segment.py, default settings: a 16-factor ALS of the
+  platinum and diamond members' purchases alone, its score added for them with weight 0.5),
+  from one fit of the test window: the blend with the segment against the same fit without it
+  (the report's ``blend_tier_blind`` row), "all" and "new", per tier and overall, and the
+  served lists (the ranking kernel); then the same comparison on the same seeds' data with
+  ``tier_taste = 0`` (control: does the gain come from the planted tier taste?).
 
-It reports NDCG@10 tier-aware minus tier-blind, paired by seed, with a 95% confidence interval
-over seeds (Student t): for platinum and diamond members together ("all" variant, the
-headline, and "new"), for each tier, and overall (also relative). Then two references:
+Then two references:
 
 * signal: the tier-conditioned popularity baseline minus the global one on platinum and
   diamond members (tier-blind run): whether the data carries a tier signal at all;
 * oracle headroom: NDCG@10 of a ranking by the planted truth that knows each member's tier
   taste minus one that knows everything but the tier tilt (:func:`headroom`): about the most
-  any tier-aware mechanism can add for platinum and diamond members.
+  a mechanism that only learns the tier tilt can add for platinum and diamond members.
 
-The goal (reported as ``goal_met``, informational): platinum+diamond gains with the whole
-interval above 0, and overall NDCG@10 loses at most 1% (the interval's lower end of the
-relative change). Measured at full scale when this was written: -0.00025 [-0.00067, +0.00018] for
-platinum+diamond, overall +0.000% [-0.05%, +0.05%]; the oracle headroom for "all" is
+The goal (``goal_met``, informational): platinum+diamond gains with the whole interval above
+0, and overall NDCG@10 ("all" and "new") loses at most 1% (the interval's lower end of the
+relative change). Measured at full scale (docs/synthetic_data.md): tier multipliers -0.00025
+[-0.00067, +0.00018] for platinum+diamond "all"; the tier segment +0.0090 [+0.0049, +0.0130]
+on their "new" list, -0.0001 [-0.0009, +0.0008] on "all", overall "all" -0.05% / "new" +1.6% at
+the interval's lower end (goal met on "new"); with ``tier_taste = 0`` it adds +0.0136
+[+0.0110, +0.0161] there: the gain is not the planted tilt. The oracle headroom for "all" is
 +0.0005 [-0.0002, +0.0012], for "new" +0.031 [+0.022, +0.039].
 
 Scales: ``full`` = 5 seeds of 20,000 members x 2,000 items x 300,000 purchase rows; ``small``
@@ -38,7 +47,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -71,18 +80,23 @@ MAX_OVERALL_LOSS = 0.01
 
 @dataclass(frozen=True, slots=True)
 class Scores:
-    """NDCG@10 of one ranker: overall and per tier ("all"), platinum+diamond ("all", "new")."""
+    """NDCG@10 of one ranker: overall and per tier ("all"), platinum+diamond ("all", "new"),
+    overall and per tier on "new"."""
 
     overall: float
     tiers: dict[str, float]
     high: float
     high_new: float
     high_members: int
+    overall_new: float
+    tiers_new: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
 class SeedRun:
-    #: "blind", "aware", and the baselines "popularity", "popular_in_tier"
+    #: "blind", "aware" (multipliers), the baselines "popularity", "popular_in_tier", and
+    #: from one fit: "segment_blind", "segment", "served_blind", "served_segment", and the
+    #: same fit on the tier_taste = 0 data: "control_blind", "control_segment"
     scores: dict[str, Scores]
     #: see :func:`headroom`
     oracle: dict[tuple[str, str, str], float]
@@ -157,6 +171,7 @@ def run(scale: str) -> list[Result]:
             blind=_mean(b.high_new for b in blind),
         )
     )
+    results += _segment_rows(runs, row)
     results.append(
         row(
             "signal: popular_in_tier-popularity p+d",
@@ -179,6 +194,72 @@ def run(scale: str) -> list[Result]:
     return results
 
 
+def _segment_rows(runs: Sequence[SeedRun], row: Callable[..., Result]) -> list[Result]:
+    """The tier segment against the same fit without it, paired by seed."""
+
+    def diffs(variant: str, group: str, aware: str = "segment", blind: str = "") -> list[float]:
+        blind = blind or f"{aware}_blind"
+        return [
+            _value(r.scores[aware], variant, group) - _value(r.scores[blind], variant, group)
+            for r in runs
+        ]
+
+    def relative(variant: str) -> tuple[float, float]:
+        return mean_ci(
+            [
+                _value(r.scores["segment"], variant, "overall")
+                / _value(r.scores["segment_blind"], variant, "overall")
+                - 1
+                for r in runs
+            ]
+        )
+
+    high_new = diffs("new", "p+d")
+    mean, half = mean_ci(high_new)
+    (all_mean, all_half), (new_mean, new_half) = relative("all"), relative("new")
+    head = row(
+        "segment-blind ndcg@10 new platinum+diamond",
+        high_new,
+        target="goal: CI > 0, overall >= -1%",
+        blind=_mean(r.scores["segment_blind"].high_new for r in runs),
+        segment="default TierSegment(): platinum+diamond, 16 factors, weight 0.5",
+        overall_all_relative_ci95=[f"{all_mean - all_half:+.3%}", f"{all_mean + all_half:+.3%}"],
+        overall_new_relative_ci95=[f"{new_mean - new_half:+.3%}", f"{new_mean + new_half:+.3%}"],
+    )
+    head.extra["goal_met"] = bool(
+        mean - half > 0
+        and all_mean - all_half >= -MAX_OVERALL_LOSS
+        and new_mean - new_half >= -MAX_OVERALL_LOSS
+    )
+    out = [head, row("segment-blind ndcg@10 all platinum+diamond", diffs("all", "p+d"))]
+    for variant in ("all", "new"):
+        for group in (*TIERS, "overall"):
+            out.append(row(f"segment-blind ndcg@10 {variant} {group}", diffs(variant, group)))
+    out.append(
+        row(
+            "served: segment-blind ndcg@10 new p+d",
+            diffs("new", "p+d", "served_segment", "served_blind"),
+        )
+    )
+    out.append(
+        row(
+            "control tier_taste=0: segment-blind new p+d",
+            diffs("new", "p+d", "control_segment", "control_blind"),
+            blind=_mean(r.scores["control_blind"].high_new for r in runs),
+        )
+    )
+    return out
+
+
+def _value(scores: Scores, variant: str, group: str) -> float:
+    """NDCG@10 of a variant ("all", "new") for a tier, "p+d" or "overall"."""
+    if group == "overall":
+        return scores.overall if variant == "all" else scores.overall_new
+    if group == "p+d":
+        return scores.high if variant == "all" else scores.high_new
+    return scores.tiers[group] if variant == "all" else scores.tiers_new[group]
+
+
 def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     """Mean and half-width of its 95% Student-t confidence interval (nan for one value)."""
     mean = statistics.fmean(values)
@@ -195,7 +276,8 @@ def _mean(values: Iterable[float]) -> float:
 
 
 def _seed(members: int, items: int, purchases: int, seed: int) -> SeedRun:
-    """Tier-blind (with the popularity baselines) and tier-aware runs on one seed's data."""
+    """Tier-blind (with the popularity baselines) and tier-multiplier runs, the tier segment's
+    comparison on the same data and on its tier_taste = 0 twin, for one seed."""
     from feature_store.synthetic import SynthConfig, write_synthetic
     from training.config import load_config
     from training.pipeline import TrainOptions, train
@@ -220,13 +302,74 @@ def _seed(members: int, items: int, purchases: int, seed: int) -> SeedRun:
             scores[name] = _scores(report.result("blend"))
             for baseline in baselines:
                 scores[baseline.kind] = _scores(report.result(baseline.name))
+        scores.update(_segment_scores(data, Path(tmp) / "segment"))
+        control = Path(tmp) / "control"
+        write_synthetic(dataclasses.replace(cfg, tier_taste=0.0), control)
+        found = _segment_scores(control, Path(tmp) / "control_segment")
+        scores.update(control_blind=found["segment_blind"], control_segment=found["segment"])
     blind, aware = scores["blind"], scores["aware"]
+    flat, segment = scores["segment_blind"], scores["segment"]
     print(
-        f"seed {seed}: platinum+diamond blind {blind.high:.4f} aware {aware.high:.4f}; "
-        f"overall blind {blind.overall:.4f} aware {aware.overall:.4f}",
+        f"seed {seed}: platinum+diamond blind {blind.high:.4f} multipliers {aware.high:.4f}; "
+        f"new: blind {flat.high_new:.4f} segment {segment.high_new:.4f}",
         flush=True,
     )
     return SeedRun(scores, headroom(cfg))
+
+
+def _segment_scores(data: Path, out: Path) -> dict[str, Scores]:
+    """One tier-blind fit of the test window (as training does), its blend and served lists
+    with the default tier segment and without it (the report's ``blend_tier_blind`` row)."""
+    from engine.ranking.catalog import catalog_from_attributes
+    from feature_store.policy import load_policy
+    from training.comparisons import tier_blind_result
+    from training.config import load_config
+    from training.evaluate import blend_ranker, evaluate_ranker, served_ranker
+    from training.fitting import build_blender, fit_config, headline_k, item_attributes
+    from training.stage import build_stage, load_source
+    from training.tier_segment import TierSegment, add_tier_segment, tier_blind_members
+    from training.windows import resolve_windows
+
+    base = load_config()
+    weights = dataclasses.replace(base.weights, tier=MappingProxyType(dict(BLIND)))
+    config = base.replace(weights=weights, baselines=())
+    dataset, source = load_source(data, load_policy(config.policy))
+    windows = resolve_windows(config.split, dataset.purchases)
+    stage = build_stage("test", dataset, windows.test, source, out)
+    prepared = stage.prepared(config)
+    plain = fit_config(config, prepared, stage.snapshot)
+    confidence = prepared.confidence(config.weights)
+    tiers = prepared.members.tier
+    aware = add_tier_segment(plain, confidence, tiers, prepared.tiers, TierSegment())
+    eval_set = stage.eval_set(prepared, config.evaluation)
+    ks, k = config.evaluation.ks, headline_k(config.evaluation.metric)
+    _, blender = build_blender(aware, prepared, config)
+    blind = tier_blind_result(config, aware, blender, prepared, eval_set)
+    assert blind is not None, "the tier segment is inert on tier-taste data"
+    members = tier_blind_members(aware)
+    assert members is not None
+    catalogue = item_attributes(dataset.items)
+    catalog = catalog_from_attributes(
+        prepared.tiers,
+        category=catalogue["item_category"],
+        min_tier=catalogue["item_min_tier"],
+        active=catalogue["item_active"],
+        popularity=prepared.trending,
+    )
+    share = config.evaluation.served_share
+    served = {
+        name: evaluate_ranker(name, served_ranker(b, catalog, tiers, share), eval_set, ks, k)
+        for name, b in (
+            ("served_segment", blender),
+            ("served_blind", blender.for_members(members, prepared.history)),
+        )
+    }
+    segment = evaluate_ranker("segment", blend_ranker(blender), eval_set, ks, k)
+    return {
+        "segment": _scores(segment),
+        "segment_blind": _scores(blind),
+        **{name: _scores(result) for name, result in served.items()},
+    }
 
 
 def headroom(cfg: SynthConfig, test_days: int = 30) -> dict[tuple[str, str, str], float]:
@@ -318,9 +461,19 @@ def _scores(result: ModelResult) -> Scores:
         members = sum(g.n_members for g in groups)
         return sum(g.ndcg * g.n_members for g in groups) / max(members, 1), members
 
-    ndcg = {tier: float(result.breakdowns[("all", "tier", tier)].ndcg) for tier in TIERS}
+    def per_tier(variant: str) -> dict[str, float]:
+        return {t: float(result.breakdowns[(variant, "tier", t)].ndcg) for t in TIERS}
+
     (high_all, members), (high_new, _) = high("all"), high("new")
-    return Scores(result.value("ndcg", 10, "all"), ndcg, high_all, high_new, members)
+    return Scores(
+        result.value("ndcg", 10, "all"),
+        per_tier("all"),
+        high_all,
+        high_new,
+        members,
+        result.value("ndcg", 10, "new"),
+        per_tier("new"),
+    )
 
 
 if __name__ == "__main__":

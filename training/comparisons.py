@@ -1,6 +1,7 @@
 """What the chosen configuration is compared with on the test window: the configured
-baselines, the ablation (each interaction weight neutralised) and the list of weights that
-cannot matter on this data (so the report never claims an effect it cannot have)."""
+baselines, the ablation (each interaction weight neutralised), the tier-blind blend of a model
+with a tier segment (training/tier_segment.py) and the list of weights that cannot matter on
+this data (so the report never claims an effect it cannot have)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,25 @@ from dataclasses import replace
 
 import numpy as np
 
+from engine.blend import Blender
+from engine.models import ModelArtifacts
 from training.config import BaselineConfig, TagWeights, TrainConfig, WeightsConfig
 from training.data import PreparedData
-from training.evaluate import EvalSet, ModelResult, blend_ranker, evaluate_ranker, model_ranker
-from training.fitting import build_blender, fit_model, headline_k
+from training.evaluate import (
+    EvalSet,
+    EvaluationReport,
+    ModelResult,
+    blend_ranker,
+    evaluate_ranker,
+    model_ranker,
+)
+from training.fitting import build_blender, fit_config, fit_model, headline_k
 from training.outputs import AblationRow
 from training.stage import Stage
+from training.tier_segment import TierSegment, inert_reason, segment_dims, tier_blind_members
+
+#: the report row of the blend without its tier segment (the same fit, tier-blind)
+TIER_BLIND = "blend_tier_blind"
 
 Progress = Callable[[str], None]
 
@@ -108,10 +122,7 @@ def ablation_rows(
         progress(f"ablation: {description}")
         variant = config.replace(weights=neutralise(config.weights))
         data = stage.prepared(variant)
-        confidence = data.confidence(variant.weights)
-        artifacts = fit_model(
-            config.model.kind, dict(config.model.params), confidence, data, stage.snapshot
-        )
+        artifacts = fit_config(variant, data, stage.snapshot)  # as the evaluated model was
         _, blender = build_blender(artifacts, data, variant)
         result = evaluate_ranker(
             f"no_{name}", blend_ranker(blender), eval_set, config.evaluation.ks, k
@@ -125,8 +136,65 @@ def ablation_rows(
     return rows
 
 
-def inert_weights(config: TrainConfig, data: PreparedData) -> list[str]:
-    """Configured weights that cannot change anything on this data, each with the reason."""
+def tier_blind_result(
+    config: TrainConfig,
+    artifacts: ModelArtifacts,
+    blender: Blender,
+    data: PreparedData,
+    eval_set: EvalSet,
+) -> ModelResult | None:
+    """The blend of ``artifacts`` without their tier segment, on the same members: the main
+    model alone (the segment's member columns zeroed, same items, index, history, trending and
+    weights), named :data:`TIER_BLIND`; None when the artifacts carry no segment."""
+    if segment_dims(artifacts) == 0:
+        return None
+    members = tier_blind_members(artifacts)
+    assert members is not None  # a segment is only ever added to vectors
+    blind = blender.for_members(members, data.history)
+    k = headline_k(config.evaluation.metric)
+    return evaluate_ranker(TIER_BLIND, blend_ranker(blind), eval_set, config.evaluation.ks, k)
+
+
+def tier_comparison_table(
+    report: EvaluationReport, aware: str = "blend", blind: str = TIER_BLIND
+) -> str:
+    """NDCG at the headline K per tier of the blend with its tier segment and without it, both
+    variants, as Markdown ("" when the report has no tier-blind row)."""
+    names = {r.name for r in report.results}
+    if aware not in names or blind not in names:
+        return ""
+    with_segment, without = report.result(aware), report.result(blind)
+    groups = sorted({g for (_, b, g) in with_segment.breakdowns if b == "tier"})
+    lines = [
+        "| tier | members (all) | all: blind | all: tier-aware | Δ all | members (new) | "
+        "new: blind | new: tier-aware | Δ new |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for group in [*groups, "overall"]:
+        cells: list[str] = []
+        for variant in ("all", "new"):
+            if group == "overall":
+                k = report.headline_k
+                if (variant, k) not in with_segment.summaries:
+                    cells += ["0", "", "", ""]
+                    continue
+                a, b = with_segment.summaries[(variant, k)], without.summaries[(variant, k)]
+            else:
+                key = (variant, "tier", group)
+                if key not in with_segment.breakdowns:
+                    cells += ["0", "", "", ""]
+                    continue
+                a, b = with_segment.breakdowns[key], without.breakdowns[key]
+            cells += [f"{a.n_members}", f"{b.ndcg:.4f}", f"{a.ndcg:.4f}", f"{a.ndcg - b.ndcg:+.4f}"]
+        lines.append(f"| {group} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def inert_weights(
+    config: TrainConfig, data: PreparedData, segment: TierSegment | None = None
+) -> list[str]:
+    """Configured weights that cannot change anything on this data, each with the reason
+    (``segment``: the tier segment's settings, when the configuration has them)."""
     notes: list[str] = []
     weights = config.weights
     if any(v != 1.0 for v in weights.tier.values()):
@@ -139,7 +207,18 @@ def inert_weights(config: TrainConfig, data: PreparedData) -> list[str]:
             )
     if weights.tags.active and data.tag_matched_lines == 0:
         notes.append("tag boosts: no member tag matches an item tag or category in this data")
+    if segment is not None and segment.enabled:
+        reason = inert_reason(segment, data.tiers, data.members.tier, data.history)
+        if reason is not None:
+            notes.append(f"{reason}; the model is the tier-blind one")
     return notes
 
 
-__all__ = ["ablation_rows", "evaluate_baselines", "inert_weights"]
+__all__ = [
+    "TIER_BLIND",
+    "ablation_rows",
+    "evaluate_baselines",
+    "inert_weights",
+    "tier_blind_result",
+    "tier_comparison_table",
+]

@@ -12,7 +12,10 @@ expressed as a blend configuration so that the winner, whatever it is, ships thr
 bundle and serving path.
 
 Tier multipliers are searched only where the data has more than one tier, tag boosts only
-where a member tag matches an item; elsewhere they are inert and the report says so.
+where a member tag matches an item; elsewhere they are inert and the report says so. The tier
+segment (``[tier_segment]``, training/tier_segment.py: weight 0 = off, 0.25, 0.5, 1; factors 8,
+16, 32) is searched where the data has more than one tier once the training config parses that
+table (:data:`TIER_SEGMENT_CONFIGURABLE`); the baseline candidates always have it off.
 """
 
 from __future__ import annotations
@@ -23,6 +26,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from training.tune_space import Scalar, with_values
+
+#: whether the training config parses ``[tier_segment]`` (weight, tiers, factors); until it
+#: does, trials neither sample nor neutralise it (see training/tier_segment.py)
+TIER_SEGMENT_CONFIGURABLE: Final[bool] = False
+#: the tier segment's searched values: weight (0 = off) and factors
+TIER_SEGMENT_WEIGHTS: Final[tuple[float, ...]] = (0.0, 0.25, 0.5, 1.0)
+TIER_SEGMENT_FACTORS: Final[tuple[int, ...]] = (8, 16, 32)
 
 #: name -> values of the fixed baseline candidates (applied like any trial's values)
 BASELINE_TRIALS: Final[dict[str, dict[str, Scalar]]] = {
@@ -93,6 +103,7 @@ def sample(trial: Any, facts: SpaceFacts) -> dict[str, Scalar]:
             values[f"weights.tier.{tier}"] = round(1.0 + slope * position / last, 4)
     if facts.tagged:
         values["weights.tags.boost"] = round(trial.suggest_float("tag_boost", 1.0, 4.0), 3)
+    values.update(_tier_segment_values(trial, facts))
     values["blend.embedding"] = 1.0
     values["blend.buy_again"] = round(trial.suggest_float("buy_again", 0.01, 100.0, log=True), 4)
     values["blend.trending"] = round(trial.suggest_float("trending", 0.0, 2.0), 4)
@@ -143,8 +154,28 @@ def starting_points(facts: SpaceFacts) -> list[dict[str, Any]]:
             point.pop("tier_slope")
         if not facts.tagged:
             point.pop("tag_boost")
+        if _searches_tier_segment(facts):
+            # the measured default (docs/synthetic_data.md, "Tier-specific taste")
+            point.update(tier_segment_weight=0.5, tier_segment_factors=16)
         points.append(point)
     return points
+
+
+def _searches_tier_segment(facts: SpaceFacts) -> bool:
+    return TIER_SEGMENT_CONFIGURABLE and facts.tiered
+
+
+def _tier_segment_values(trial: Any, facts: SpaceFacts) -> dict[str, Scalar]:
+    """The tier segment's weight (0: off) and, when on, its factors; nothing where the data
+    has one tier or the config cannot hold them yet."""
+    if not _searches_tier_segment(facts):
+        return {}
+    weight = float(trial.suggest_categorical("tier_segment_weight", list(TIER_SEGMENT_WEIGHTS)))
+    values: dict[str, Scalar] = {"tier_segment.weight": weight}
+    if weight > 0:
+        factors = trial.suggest_categorical("tier_segment_factors", list(TIER_SEGMENT_FACTORS))
+        values["tier_segment.factors"] = int(factors)
+    return values
 
 
 def _model_values(trial: Any, family: str) -> dict[str, Scalar]:
@@ -197,13 +228,16 @@ def apply_values(
     """The starting TOML with a trial's values: the model table is rebuilt from the values
     (another family's hyperparameters would not parse), keeping only the starting config's
     ``random_state`` and ``num_threads`` where the family has them. ``neutral`` (baselines)
-    also drops the starting config's tier multipliers and tag boosts."""
+    also drops the starting config's tier multipliers and tag boosts and turns the tier
+    segment off."""
     out = copy.deepcopy(dict(raw))
     if neutral:
         weights = out.setdefault("weights", {})
         if isinstance(weights, dict):
             weights.pop("tier", None)
             weights.pop("tags", None)
+        if TIER_SEGMENT_CONFIGURABLE:
+            out["tier_segment"] = {"weight": 0.0}
     model = out.get("model")
     kept: dict[str, Any] = {}
     if isinstance(model, dict) and isinstance(model.get("params"), dict):
@@ -227,4 +261,13 @@ def _threads_and_seed(kind: str, kept: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["BASELINE_TRIALS", "SpaceFacts", "apply_values", "sample", "starting_points"]
+__all__ = [
+    "BASELINE_TRIALS",
+    "TIER_SEGMENT_CONFIGURABLE",
+    "TIER_SEGMENT_FACTORS",
+    "TIER_SEGMENT_WEIGHTS",
+    "SpaceFacts",
+    "apply_values",
+    "sample",
+    "starting_points",
+]
