@@ -32,13 +32,10 @@ synthetic dataset and fewer seeded runs.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +62,7 @@ from benchmarks.bench_serving import (
     worker_memory,
 )
 from benchmarks.harness import Result
+from training.tracking_store import environment
 
 RATIO_TARGET = 0.85
 COVERAGE_TARGET = 0.93
@@ -82,21 +80,6 @@ OFFLINE: dict[str, dict[str, int]] = {
 }  # fmt: skip
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``start_server`` passes os.environ to the server: set these for its start only."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def _start(
     bundle: Path, prefix: str, workdir: Path, challenger: Path | None, exposure_log: bool
 ) -> Server:
@@ -107,7 +90,7 @@ def _start(
             "RECSYS_CHALLENGER_PERCENT": str(PERCENT),
             "RECSYS_EXPERIMENT": EXPERIMENT,
         }
-    with _environment(env):
+    with environment(**env):
         return start_server(bundle, prefix, cache_ttl=0, workdir=workdir)
 
 

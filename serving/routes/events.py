@@ -84,7 +84,7 @@ def _count_by_variant(
     for event, update in zip(events, updates, strict=True):
         if update.status != "applied":
             continue
-        arm = state.model_for(event.member_id)[0] if state.challenger else "champion"
+        arm = state.model_for(event.member_id)[0]  # "champion" without an experiment
         state.metrics.purchases.labels(arm).inc()
         if event.amount > 0:
             state.metrics.revenue.labels(arm).inc(event.amount)
